@@ -1,0 +1,1 @@
+"""Task environments: the TaskEnv protocol and the simulated task families."""

@@ -1,0 +1,1 @@
+"""WidowX kinematics (read from the URDF), the safety filter and the insertion reward."""
