@@ -1,0 +1,314 @@
+"""The arm bridge: everything `arm_node` does, without ROS.
+
+The ROS arm node receives joint-velocity commands (rad/s) on `/meld/arm/velocity_command` and
+forwards them to interbotix xs_sdk's `/<robot>/commands/joint_group`. xs_sdk has no command
+timeout, no joint-limit check and no NaN check (the servos keep the last Goal_Velocity forever),
+so this class owns:
+
+- the velocity-mode request for `set_operating_modes` (commands are refused until it succeeded);
+- the safety filter (`meld_core.robot.safety.SafetyFilter`) applied on every command AND re-applied
+  at `tick_hz` to the held command against the newest joint state, so a joint that approaches its
+  limit between two 3.3 Hz commands is braked in time;
+- a deadman: when no fresh command came within `deadman_period_s`, zeros are sent (once per trip);
+- stale joint states (no measurement within `joint_state_timeout_s`) also force zeros;
+- "home" (a proportional velocity servo to `home_positions`, also through the safety filter) and a
+  latched "stop" (zeros until the next home);
+- counters for diagnostics (commands, clamps by rule, deadman trips, stale-state stops).
+
+`tick(now)` returns the velocity vector to publish, or None when nothing needs sending: a command
+is sent when a fresh command arrived, or when the filtered output changed (brake, deadman, stop).
+The class is thread-safe: ROS callbacks from several callback groups may call it concurrently.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import threading
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+from meld_core.diagnostics import DiagLevel, DiagStatus
+
+log = logging.getLogger(__name__)
+
+ARM_JOINTS = ("waist", "shoulder", "elbow", "wrist_angle", "wrist_rotate")
+
+
+class ArmBridgeError(RuntimeError):
+    """A command or joint state does not fit the arm (wrong joints or lengths)."""
+
+
+@dataclass(frozen=True)
+class ArmBridgeConfig:
+    """Parameters of the arm bridge (one ROS parameter per field in arm_node)."""
+
+    robot_name: str = "wx200"  # xs_sdk namespace: its topics and services live under /<robot_name>/
+    group: str = "arm"  # xs_sdk joint group that is put in velocity mode and commanded
+    joint_names: tuple[str, ...] = ARM_JOINTS  # the group's joints, in xs_sdk's group order
+    command_topic: str = "/meld/arm/velocity_command"  # incoming sensor_msgs/JointState (velocity, rad/s)
+    deadman_period_s: float = 0.5  # send zeros when no fresh command came within this period
+    tick_hz: float = 20.0  # rate at which the held command is re-filtered against the newest joint state
+    joint_state_timeout_s: float = 0.25  # older joint states count as missing: zeros are sent
+    profile_acceleration: int = 0  # velocity-mode Profile_Acceleration, 214.577 rev/min^2 units (0 = none)
+    home_positions: tuple[float, ...] = (0.0, 0.0, 0.0, 0.0, 0.0)  # home pose in rad, joint_names order
+    home_gain: float = 1.5  # proportional gain of the homing velocity servo, 1/s
+    home_max_speed: float = 0.8  # largest joint speed while homing, rad/s
+    home_tolerance: float = 0.02  # homing ends when every joint is this close to home, rad
+    home_timeout_s: float = 20.0  # homing fails (and stops the arm) after this long
+    mode_service_timeout_s: float = 30.0  # how long to wait for xs_sdk's set_operating_modes service
+    diagnostics_period_s: float = 1.0  # period of the /diagnostics status
+    temperature_poll_s: float = 0.0  # read Present_Temperature via get_motor_registers every N s (0 = off)
+
+    def __post_init__(self) -> None:
+        if not self.robot_name or not self.group:
+            raise ValueError("ArmBridgeConfig.robot_name and .group must not be empty")
+        if len(self.joint_names) == 0 or len(set(self.joint_names)) != len(self.joint_names):
+            raise ValueError(f"ArmBridgeConfig.joint_names must be unique and non-empty: {self.joint_names}")
+        if len(self.home_positions) != len(self.joint_names):
+            raise ValueError(
+                f"ArmBridgeConfig.home_positions has {len(self.home_positions)} values for "
+                f"{len(self.joint_names)} joints")
+        if not all(np.isfinite(self.home_positions)):
+            raise ValueError("ArmBridgeConfig.home_positions must be finite")
+        for name in ("deadman_period_s", "tick_hz", "joint_state_timeout_s", "home_gain", "home_max_speed",
+                     "home_tolerance", "home_timeout_s", "mode_service_timeout_s", "diagnostics_period_s"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"ArmBridgeConfig.{name} must be > 0, got {getattr(self, name)}")
+        if self.deadman_period_s < 1.0 / self.tick_hz:
+            raise ValueError("ArmBridgeConfig.deadman_period_s must be at least one tick (1 / tick_hz)")
+        if self.profile_acceleration < 0 or self.temperature_poll_s < 0:
+            raise ValueError("ArmBridgeConfig.profile_acceleration and temperature_poll_s must be >= 0")
+
+
+class SafetyFilterLike(Protocol):
+    def filter(self, q: np.ndarray, qdot: np.ndarray) -> Any:
+        """Return an object with `.velocity` (np.ndarray) and `.events` (tuple[str, ...])."""
+
+
+class Mode(str, enum.Enum):
+    WAITING_FOR_MODE = "waiting_for_velocity_mode"
+    IDLE = "idle"
+    COMMAND = "command"
+    HOMING = "homing"
+    STOPPED = "stopped"
+
+
+def reorder(names: Sequence[str], values: Sequence[float], wanted: Sequence[str], what: str) -> np.ndarray:
+    """`values` (named by `names`) in the order of `wanted`; an empty `names` means already in order."""
+    values = np.asarray(values, dtype=np.float64)
+    if len(names) == 0:
+        if values.shape != (len(wanted),):
+            raise ArmBridgeError(f"{what}: {values.size} values for {len(wanted)} joints {tuple(wanted)}")
+        return values
+    if len(names) != values.size:
+        raise ArmBridgeError(f"{what}: {len(names)} names but {values.size} values")
+    index = {n: i for i, n in enumerate(names)}
+    missing = [n for n in wanted if n not in index]
+    if missing:
+        raise ArmBridgeError(f"{what}: joints {missing} missing (got {list(names)})")
+    return values[[index[n] for n in wanted]]
+
+
+class ArmBridge:
+    """Velocity-mode bridge with safety filter, deadman, home and stop (see the module docstring)."""
+
+    def __init__(self, config: ArmBridgeConfig, safety_filter: SafetyFilterLike) -> None:
+        self.config = config
+        self.safety = safety_filter
+        self._lock = threading.Lock()
+        self._n = len(config.joint_names)
+        self._home = np.asarray(config.home_positions, dtype=np.float64)
+        self.mode = Mode.WAITING_FOR_MODE
+        self._command = np.zeros(self._n)
+        self._command_at: float | None = None
+        self._fresh = False
+        self._deadman_tripped = False
+        self._q: np.ndarray | None = None
+        self._q_at: float | None = None
+        self._stale_latched = False
+        self._last_sent: np.ndarray | None = None
+        self._home_started = 0.0
+        self.home_result: bool | None = None  # outcome of the last homing (None while it runs)
+        self.home_done = threading.Event()
+        # counters
+        self.commands = 0
+        self.rejected_commands = 0
+        self.sent = 0
+        self.deadman_trips = 0
+        self.stale_state_stops = 0
+        self.events: Counter[str] = Counter()
+        self.temperatures: dict[str, float] = {}
+
+    # ----------------------------------------------------------------- velocity mode
+    def operating_mode_request(self) -> dict[str, Any]:
+        """Fields of interbotix_xs_msgs/srv/OperatingModes for putting the group in velocity mode."""
+        return {
+            "cmd_type": "group",
+            "name": self.config.group,
+            "mode": "velocity",
+            "profile_type": "velocity",
+            "profile_velocity": 0,  # unused by the servo in velocity mode
+            "profile_acceleration": int(self.config.profile_acceleration),
+        }
+
+    def velocity_mode_set(self) -> None:
+        """Call after set_operating_modes succeeded; commands are accepted from now on."""
+        with self._lock:
+            if self.mode == Mode.WAITING_FOR_MODE:
+                self.mode = Mode.IDLE
+        log.info("arm bridge: group %r is in velocity mode", self.config.group)
+
+    # ----------------------------------------------------------------- inputs
+    def on_joint_state(self, names: Sequence[str], positions: Sequence[float], now: float) -> None:
+        q = reorder(names, positions, self.config.joint_names, "joint state")
+        with self._lock:
+            if np.all(np.isfinite(q)):
+                self._q, self._q_at = q, now
+
+    def on_command(self, names: Sequence[str], velocities: Sequence[float], now: float) -> bool:
+        """Store a command (rad/s); returns False (and counts it) when it is refused."""
+        try:
+            qdot = reorder(names, velocities, self.config.joint_names, "velocity command")
+        except ArmBridgeError as exc:
+            with self._lock:
+                self.rejected_commands += 1
+            log.warning("arm bridge: refused command: %s", exc)
+            return False
+        with self._lock:
+            if self.mode in (Mode.WAITING_FOR_MODE, Mode.STOPPED, Mode.HOMING):
+                self.rejected_commands += 1
+                return False
+            self.commands += 1
+            self._command = qdot  # non-finite values are turned into zeros by the safety filter
+            self._command_at = now
+            self._fresh = True
+            self._deadman_tripped = False
+            self.mode = Mode.COMMAND
+            return True
+
+    def start_home(self, now: float) -> None:
+        with self._lock:
+            if self.mode == Mode.WAITING_FOR_MODE:
+                raise ArmBridgeError("home requested before the arm is in velocity mode")
+            self.mode = Mode.HOMING
+            self._home_started = now
+            self.home_result = None
+            self.home_done.clear()
+
+    def stop(self) -> None:
+        """Latch zeros until the next home; a homing in progress fails."""
+        with self._lock:
+            if self.mode == Mode.HOMING:
+                self._finish_home(False)
+            if self.mode != Mode.WAITING_FOR_MODE:
+                self.mode = Mode.STOPPED
+            self._fresh = True
+
+    def _finish_home(self, ok: bool) -> None:
+        self.home_result = ok
+        self.mode = Mode.IDLE if ok else Mode.STOPPED
+        self.home_done.set()
+
+    # ----------------------------------------------------------------- the tick
+    def tick(self, now: float) -> np.ndarray | None:
+        """Velocity to publish on commands/joint_group now, or None when nothing changed."""
+        cfg = self.config
+        with self._lock:
+            if self.mode == Mode.WAITING_FOR_MODE:
+                return None
+            zeros = np.zeros(self._n)
+            state_ok = self._q is not None and now - self._q_at <= cfg.joint_state_timeout_s
+            if not state_ok:
+                desired = zeros
+                if not self._stale_latched and self.mode in (Mode.COMMAND, Mode.HOMING):
+                    self.stale_state_stops += 1
+                    log.warning("arm bridge: joint states missing or older than %.2f s: sending zeros",
+                                cfg.joint_state_timeout_s)
+                self._stale_latched = True
+                if self.mode == Mode.HOMING and now - self._home_started > cfg.home_timeout_s:
+                    self._finish_home(False)
+            else:
+                self._stale_latched = False
+                desired = self._desired(now, zeros)
+            if state_ok:
+                safe = self.safety.filter(self._q, desired)
+                velocity = np.asarray(safe.velocity, dtype=np.float64)
+                for event in safe.events:
+                    self.events[event] += 1
+            else:
+                velocity = desired
+            changed = self._last_sent is None or not np.allclose(velocity, self._last_sent, atol=1e-6)
+            if not (changed or self._fresh):
+                return None
+            self._fresh = False
+            self._last_sent = velocity.copy()
+            self.sent += 1
+            return velocity.copy()
+
+    def _desired(self, now: float, zeros: np.ndarray) -> np.ndarray:
+        cfg = self.config
+        if self.mode == Mode.COMMAND:
+            if now - self._command_at > cfg.deadman_period_s:
+                if not self._deadman_tripped:
+                    self.deadman_trips += 1
+                    self._deadman_tripped = True
+                    log.warning("arm bridge: no command for %.2f s (deadman %.2f s): sending zeros",
+                                now - self._command_at, cfg.deadman_period_s)
+                return zeros
+            return self._command
+        if self.mode == Mode.HOMING:
+            error = self._home - self._q
+            if np.max(np.abs(error)) <= cfg.home_tolerance:
+                self._finish_home(True)
+                return zeros
+            if now - self._home_started > cfg.home_timeout_s:
+                log.error("arm bridge: homing did not converge within %.1f s (largest error %.3f rad)",
+                          cfg.home_timeout_s, float(np.max(np.abs(error))))
+                self._finish_home(False)
+                return zeros
+            return np.clip(cfg.home_gain * error, -cfg.home_max_speed, cfg.home_max_speed)
+        return zeros
+
+    def shutdown_command(self) -> np.ndarray | None:
+        """What to send when the node exits: zeros, or None before velocity mode was confirmed
+        (in position mode a zero command would mean "move every joint to 0 rad")."""
+        with self._lock:
+            if self.mode == Mode.WAITING_FOR_MODE:
+                return None
+            self.mode = Mode.STOPPED
+            return np.zeros(self._n)
+
+    # ----------------------------------------------------------------- diagnostics
+    def status(self, now: float) -> DiagStatus:
+        with self._lock:
+            values = {
+                "mode": self.mode.value,
+                "commands": str(self.commands),
+                "rejected_commands": str(self.rejected_commands),
+                "sent": str(self.sent),
+                "deadman_trips": str(self.deadman_trips),
+                "stale_joint_state_stops": str(self.stale_state_stops),
+                "clamps_total": str(sum(self.events.values())),
+            }
+            values.update({f"clamp:{k}": str(v) for k, v in sorted(self.events.items())})
+            values.update({f"temperature_c:{k}": f"{v:.1f}" for k, v in sorted(self.temperatures.items())})
+            if self._q_at is not None:
+                values["joint_state_age_s"] = f"{now - self._q_at:.3f}"
+            if self.mode == Mode.WAITING_FOR_MODE:
+                return DiagStatus(DiagLevel.WARN, "waiting for velocity mode", values)
+            if self._q is None or now - self._q_at > self.config.joint_state_timeout_s:
+                return DiagStatus(DiagLevel.ERROR, "no fresh joint states: holding zeros", values)
+            if self.mode == Mode.STOPPED:
+                return DiagStatus(DiagLevel.WARN, "stopped (call home to resume)", values)
+            if self._deadman_tripped:
+                return DiagStatus(DiagLevel.WARN, "deadman tripped: no fresh commands", values)
+            return DiagStatus(DiagLevel.OK, self.mode.value, values)
+
+    def set_temperatures(self, temps: dict[str, float]) -> None:
+        with self._lock:
+            self.temperatures = dict(temps)

@@ -1,0 +1,119 @@
+"""Helpers every meld_ros node shares: config parameters, diagnostics, stamps, and `main()`.
+
+Nothing here has behaviour worth testing apart from ROS itself: the parameter rows come from
+`meld_core.paramspec`, the diagnostic records from `meld_core.diagnostics`.
+"""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Callable
+
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+
+from meld_core.diagnostics import DiagStatus
+from meld_core.paramspec import config_from_params, param_specs
+
+_ROS_TYPES = {
+    "bool": Parameter.Type.BOOL,
+    "int": Parameter.Type.INTEGER,
+    "float": Parameter.Type.DOUBLE,
+    "str": Parameter.Type.STRING,
+    "bool_array": Parameter.Type.BOOL_ARRAY,
+    "int_array": Parameter.Type.INTEGER_ARRAY,
+    "float_array": Parameter.Type.DOUBLE_ARRAY,
+    "str_array": Parameter.Type.STRING_ARRAY,
+}
+
+
+def declare_config(node: Node, cls: type, overrides: dict | None = None):
+    """Declare one read-only parameter per field of `cls` and build `cls` from their values.
+
+    This is the single place where a node's ROS parameters become its config dataclass.
+    `overrides` changes defaults (e.g. the wrist camera's frame id) before launch overrides apply.
+    """
+    values = {}
+    for spec in param_specs(cls):
+        default = (overrides or {}).get(spec.name, spec.default)
+        descriptor = ParameterDescriptor(description=spec.doc, read_only=True)
+        param = node.declare_parameter(spec.name, default, descriptor)
+        if param.type_ != _ROS_TYPES[spec.kind]:
+            raise TypeError(f"parameter {spec.name} has type {param.type_.name}, expected {spec.kind}")
+        values[spec.name] = param.value
+    return config_from_params(cls, values)
+
+
+def to_diagnostic(name: str, hardware_id: str, status: DiagStatus) -> DiagnosticStatus:
+    return DiagnosticStatus(
+        level=bytes([int(status.level)]),
+        name=name,
+        message=status.message,
+        hardware_id=hardware_id,
+        values=[KeyValue(key=k, value=v) for k, v in status.values.items()],
+    )
+
+
+def diagnostic_array(node: Node, statuses: list[DiagnosticStatus]) -> DiagnosticArray:
+    msg = DiagnosticArray()
+    msg.header.stamp = node.get_clock().now().to_msg()
+    msg.status = statuses
+    return msg
+
+
+def stamp_to_seconds(stamp) -> float:
+    return stamp.sec + stamp.nanosec * 1e-9
+
+
+def now_seconds(node: Node) -> float:
+    return node.get_clock().now().nanoseconds * 1e-9
+
+
+def run_node(make_node: Callable[[], Node], *, num_threads: int = 4,
+             on_exit: Callable[[Node], None] | None = None, args=None) -> int:
+    """Spin a node in a MultiThreadedExecutor with the ros2/demos shutdown pattern.
+
+    rclpy's own signal handler is disabled so that the context is still valid when SIGINT/SIGTERM
+    arrive: `on_exit(node)` can then still publish (the arm node sends zero velocity) before the
+    node is destroyed and the context shut down.
+    """
+    from rclpy.signals import SignalHandlerOptions
+
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+
+    def _raise_interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, _raise_interrupt)
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    node = None
+    code = 0
+    executor = MultiThreadedExecutor(num_threads=num_threads)
+    try:
+        node = make_node()
+        executor.add_node(node)
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except Exception as exc:  # a node that cannot start: say why, exit non-zero
+        if node is not None:
+            node.get_logger().fatal(f"{type(exc).__name__}: {exc}")
+        else:
+            print(f"[FATAL] {type(exc).__name__}: {exc}", flush=True)
+        code = 1
+    finally:
+        if node is not None:
+            if on_exit is not None:
+                try:
+                    on_exit(node)
+                except Exception as exc:
+                    node.get_logger().error(f"on exit: {exc}")
+            executor.remove_node(node)
+            node.destroy_node()
+        executor.shutdown(timeout_sec=2.0)
+        rclpy.try_shutdown()
+    return code

@@ -1,0 +1,164 @@
+"""The MuJoCo WidowX insertion world behind the robot's topics and services.
+
+    ros2 run meld_ros sim_node --ros-args -p robot_name:=wx200
+
+Stands in for xs_sdk (`/<robot>/joint_states`, `/<robot>/commands/joint_group`,
+`/<robot>/set_operating_modes`, `/<robot>/torque_enable`, `/<robot>/get_robot_info`), the two
+cameras (`/meld/scene/image_raw`, `/meld/wrist/image_raw`, sensor-data QoS) and the reset rig
+(`/meld/rig/goal_pose`, `/meld/rig/pose`, `/meld/rig/state`, `/meld/rig/home`, `/meld/rig/stop`),
+so arm_node and agent_node run unchanged. Behaviour lives in `meld_core.envs.sim_robot.SimRobot`;
+physics advances one control period per tick of the environment's control rate, holding the last
+velocity like the servos do. Every use of the (not thread-safe) simulation is in one callback group.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import yaml
+from cv_bridge import CvBridge
+from geometry_msgs.msg import PoseStamped
+from interbotix_xs_msgs.msg import JointGroupCommand
+from interbotix_xs_msgs.srv import OperatingModes, RobotInfo, TorqueEnable
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.node import Node
+from rclpy.qos import qos_profile_sensor_data
+from sensor_msgs.msg import Image, JointState
+from std_msgs.msg import String
+from std_srvs.srv import Trigger
+
+from meld_core.envs.sim_robot import SimRobot, SimRobotConfig
+from meld_ros.common import declare_config, now_seconds, run_node
+from meld_ros.reset_rig_node import fill_pose, read_pose
+
+
+def make_sim_env(config: SimRobotConfig):
+    """The WidowX insertion environment with the run's env_config overrides."""
+    from meld_core.config import config_from_dict
+    from meld_core.envs.widowx_insertion import WidowXInsertionConfig, WidowXInsertionEnv
+
+    overrides = yaml.safe_load(config.env_config) or {}
+    return WidowXInsertionEnv(config_from_dict(WidowXInsertionConfig, overrides), seed=config.seed)
+
+
+class SimNode(Node):
+    def __init__(self) -> None:
+        super().__init__("sim")
+        self.config: SimRobotConfig = declare_config(self, SimRobotConfig)
+        self.env = make_sim_env(self.config)
+        self.robot = SimRobot(self.config, self.env)
+        self.bridge = CvBridge()
+        ns = f"/{self.config.robot_name}"
+        sim = MutuallyExclusiveCallbackGroup()  # everything that touches MuJoCo
+        self._sim_lock = threading.Lock()
+        self.joint_pub = self.create_publisher(JointState, f"{ns}/joint_states", 10)
+        self.image_pubs = {
+            "scene": self.create_publisher(Image, "/meld/scene/image_raw", qos_profile_sensor_data),
+            "wrist": self.create_publisher(Image, "/meld/wrist/image_raw", qos_profile_sensor_data),
+        }
+        self.frame_ids = {"scene": self.config.scene_frame_id, "wrist": self.config.wrist_frame_id}
+        self.rig_pose_pub = self.create_publisher(PoseStamped, "/meld/rig/pose", 10)
+        self.rig_state_pub = self.create_publisher(String, "/meld/rig/state", 10)
+        commands = MutuallyExclusiveCallbackGroup()
+        self.create_subscription(JointGroupCommand, f"{ns}/commands/joint_group", self._on_group_command, 10,
+                                 callback_group=commands)
+        self.create_service(OperatingModes, f"{ns}/set_operating_modes", self._on_modes,
+                            callback_group=commands)
+        self.create_service(TorqueEnable, f"{ns}/torque_enable", self._on_torque, callback_group=commands)
+        self.create_service(RobotInfo, f"{ns}/get_robot_info", self._on_info, callback_group=commands)
+        self.create_subscription(PoseStamped, "/meld/rig/goal_pose", self._on_rig_goal, 10,
+                                 callback_group=sim)
+        self.create_service(Trigger, "/meld/rig/home", self._on_rig_home, callback_group=sim)
+        self.create_service(Trigger, "/meld/rig/stop", self._on_rig_stop, callback_group=sim)
+        control_hz = float(self.env.spec.control_hz)
+        self.create_timer(1.0 / control_hz, self._physics, callback_group=sim)
+        self.create_timer(1.0 / self.config.camera_hz, self._cameras, callback_group=sim)
+        self.create_timer(1.0 / self.config.joint_state_hz, self._joint_states, callback_group=sim)
+        self.create_timer(0.1, self._rig, callback_group=sim)
+        self.get_logger().info(
+            f"simulating {self.config.robot_name}: physics at {control_hz:g} Hz, cameras at "
+            f"{self.config.camera_hz:g} Hz, joint states at {self.config.joint_state_hz:g} Hz")
+
+    # ------------------------------------------------------------------ xs_sdk side
+    def _on_group_command(self, msg: JointGroupCommand) -> None:
+        if not self.robot.joint_group_command(msg.name, list(msg.cmd)):
+            self.get_logger().error(
+                f"joint_group command dropped (group {msg.name!r}, {len(msg.cmd)} values)",
+                                    throttle_duration_sec=5.0)
+
+    def _on_modes(self, request: OperatingModes.Request, response: OperatingModes.Response):
+        if request.cmd_type != "group" or request.mode != "velocity":
+            self.get_logger().error(f"set_operating_modes: only group velocity mode is simulated, got "
+                                    f"{request.cmd_type}/{request.mode}")
+        else:
+            self.robot.set_operating_mode(request.name, request.mode)
+        return response
+
+    def _on_torque(self, request: TorqueEnable.Request, response: TorqueEnable.Response):
+        self.get_logger().info(f"torque_enable {request.name}: {request.enable} (simulated: no effect)")
+        return response
+
+    def _on_info(self, request: RobotInfo.Request, response: RobotInfo.Response):
+        response.mode = self.robot.modes.get(self.config.group, "position")
+        response.profile_type = "velocity"
+        response.joint_names = list(self.config.joint_names)
+        response.num_joints = len(self.config.joint_names)
+        return response
+
+    # ------------------------------------------------------------------ periodic
+    def _physics(self) -> None:
+        self.robot.advance()
+
+    def _joint_states(self) -> None:
+        q, qdot = self.robot.joint_state()
+        msg = JointState()
+        msg.header.stamp = self.get_clock().now().to_msg()
+        msg.name = list(self.config.joint_names)
+        msg.position = [float(v) for v in q]
+        msg.velocity = [float(v) for v in qdot]
+        self.joint_pub.publish(msg)
+
+    def _cameras(self) -> None:
+        images = self.robot.images()
+        stamp = self.get_clock().now().to_msg()
+        for name, pub in self.image_pubs.items():
+            msg = self.bridge.cv2_to_imgmsg(images[name], encoding="rgb8")
+            msg.header.stamp = stamp
+            msg.header.frame_id = self.frame_ids[name]
+            pub.publish(msg)
+
+    # ------------------------------------------------------------------ reset rig side
+    def _rig(self) -> None:
+        self.robot.rig_update(now_seconds(self))
+        self.rig_state_pub.publish(String(data=self.robot.rig_state))
+        msg = PoseStamped()
+        msg.header.stamp = self.get_clock().now().to_msg()
+        msg.header.frame_id = "rig_base"
+        self.rig_pose_pub.publish(fill_pose(msg, *self.robot.rig_position))
+
+    def _on_rig_goal(self, msg: PoseStamped) -> None:
+        try:
+            self.robot.rig_goal_request(*read_pose(msg), now_seconds(self))
+        except ValueError as exc:
+            self.get_logger().error(f"rig goal refused: {exc}")
+
+    def _on_rig_home(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+        self.robot.rig_home(now_seconds(self))
+        response.success, response.message = True, "homing (simulated)"
+        return response
+
+    def _on_rig_stop(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+        self.robot.rig_stop()
+        response.success, response.message = True, "stopped (simulated)"
+        return response
+
+    def close(self) -> None:
+        self.env.close()
+
+
+def main(args=None) -> int:
+    return run_node(SimNode, num_threads=3, on_exit=lambda node: node.close(), args=args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
