@@ -43,7 +43,7 @@ def build_safety_filter(config: ArmBridgeConfig):
 class ArmNode(Node):
     def __init__(self) -> None:
         super().__init__("arm")
-        self.config: ArmBridgeConfig = declare_config(self, ArmBridgeConfig)
+        self.config: ArmBridgeConfig = declare_config(self, "arm_node")[0]
         self.bridge = ArmBridge(self.config, build_safety_filter(self.config))
         ns = f"/{self.config.robot_name}"
         control = MutuallyExclusiveCallbackGroup()  # commands, joint states and the tick: one at a time

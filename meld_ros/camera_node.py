@@ -27,7 +27,7 @@ from meld_ros.common import declare_config, diagnostic_array, run_node, to_diagn
 class CameraNode(Node):
     def __init__(self) -> None:
         super().__init__("camera")
-        self.config: CameraConfig = declare_config(self, CameraConfig)
+        self.config: CameraConfig = declare_config(self, "camera_node")[0]
         self.supervisor = CameraSupervisor(OpenCVCamera(self.config))
         self.bridge = CvBridge()
         self.publisher = self.create_publisher(Image, self.config.topic, qos_profile_sensor_data)

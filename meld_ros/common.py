@@ -17,7 +17,7 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 
 from meld_core.diagnostics import DiagStatus
-from meld_core.paramspec import config_from_params, param_specs
+from meld_core.node_params import NODE_PARAMS, configs_from_params
 
 _ROS_TYPES = {
     "bool": Parameter.Type.BOOL,
@@ -31,21 +31,24 @@ _ROS_TYPES = {
 }
 
 
-def declare_config(node: Node, cls: type, overrides: dict | None = None):
-    """Declare one read-only parameter per field of `cls` and build `cls` from their values.
+def declare_config(node: Node, executable: str, overrides: dict | None = None) -> list:
+    """Declare the node's parameters (`meld_core.node_params.NODE_PARAMS[executable]`: one read-only
+    parameter per config field, described by the field's comment) and build the config dataclasses.
 
-    This is the single place where a node's ROS parameters become its config dataclass.
-    `overrides` changes defaults (e.g. the wrist camera's frame id) before launch overrides apply.
+    This is the single place where a node's ROS parameters become its config. `overrides`
+    changes defaults (dotted names) before launch/YAML overrides apply.
     """
     values = {}
-    for spec in param_specs(cls):
-        default = (overrides or {}).get(spec.name, spec.default)
-        descriptor = ParameterDescriptor(description=spec.doc, read_only=True)
-        param = node.declare_parameter(spec.name, default, descriptor)
-        if param.type_ != _ROS_TYPES[spec.kind]:
-            raise TypeError(f"parameter {spec.name} has type {param.type_.name}, expected {spec.kind}")
-        values[spec.name] = param.value
-    return config_from_params(cls, values)
+    for group in NODE_PARAMS[executable]:
+        for spec in group.specs():
+            name = group.prefix + spec.name
+            default = (overrides or {}).get(name, spec.default)
+            descriptor = ParameterDescriptor(description=spec.doc, read_only=True)
+            param = node.declare_parameter(name, default, descriptor)
+            if param.type_ != _ROS_TYPES[spec.kind]:
+                raise TypeError(f"parameter {name} has type {param.type_.name}, expected {spec.kind}")
+            values[name] = param.value
+    return configs_from_params(executable, values)
 
 
 def to_diagnostic(name: str, hardware_id: str, status: DiagStatus) -> DiagnosticStatus:

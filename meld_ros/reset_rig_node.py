@@ -50,7 +50,7 @@ def read_pose(msg: PoseStamped) -> tuple[float, float]:
 class ResetRigNode(LifecycleNode):
     def __init__(self) -> None:
         super().__init__("reset_rig")
-        self.config: RigNodeConfig = declare_config(self, RigNodeConfig)
+        self.config: RigNodeConfig = declare_config(self, "reset_rig_node")[0]
         self.supervisor = RigSupervisor(self.config, make_rig_client)
         self.pose_pub = self.create_publisher(PoseStamped, "/meld/rig/pose", 10)
         self.state_pub = self.create_publisher(String, "/meld/rig/state", 10)

@@ -44,7 +44,7 @@ def make_sim_env(config: SimRobotConfig):
 class SimNode(Node):
     def __init__(self) -> None:
         super().__init__("sim")
-        self.config: SimRobotConfig = declare_config(self, SimRobotConfig)
+        self.config: SimRobotConfig = declare_config(self, "sim_node")[0]
         self.env = make_sim_env(self.config)
         self.robot = SimRobot(self.config, self.env)
         self.bridge = CvBridge()

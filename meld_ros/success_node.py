@@ -21,7 +21,7 @@ from meld_ros.common import declare_config, diagnostic_array, run_node, to_diagn
 class SuccessNode(Node):
     def __init__(self) -> None:
         super().__init__("success")
-        self.config: LinkStateConfig = declare_config(self, LinkStateConfig)
+        self.config: LinkStateConfig = declare_config(self, "success_node")[0]
         self.monitor = LinkStateMonitor(self.config)
         self.monitor.check()  # fail at start-up, with the list of interfaces, if the name is wrong
         self.publisher = self.create_publisher(Bool, "/meld/success", 10)

@@ -301,7 +301,7 @@ class RemoteRobotEnv:
                 raise StaleInputError("success", age, cfg.success_max_age_s)
             info["fk_success"] = bool(success)
             success = bool(signal[0])
-            sparse = 1.0 if success else 0.0
+            sparse = float(dense) + 1.0 if success else 0.0  # the reward module's convention
         now = self.link.now()
         info.update({
             "joint_positions": np.asarray(q, dtype=np.float64).tolist(),

@@ -1,0 +1,147 @@
+"""What the ROS agent node runs, without ROS: the run's config and the robot TaskEnv factory.
+
+    cfg = AgentRunConfig(mode="train", run_dir="runs/widowx", preset="small")
+    run_config = training_config(cfg)                       # preset (or the stored run on --resume)
+    env = remote_env_factory(link, io_config)(run_config)   # RemoteRobotEnv with the run's tasks
+
+The agent node calls `meld_core.trainer.run_training` (train mode) or
+`meld_core.trainer.evaluate_run` (eval mode) with `remote_env_factory(...)`: the same loop as
+`meld train`, the same run directory layout, only the TaskEnv differs. The robot env takes every
+fact about the task family (tasks, episode length, control rate, image size, action scaling, reward)
+from the run's own environment config, so the robot and the simulation can never disagree.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from meld_core.envs.remote import RemoteEnvConfig, RemoteRobotEnv, RewardFn, RobotLink
+
+log = logging.getLogger(__name__)
+
+MODES = ("train", "eval")
+
+
+@dataclass(frozen=True)
+class AgentRunConfig:
+    """What the agent node runs (its ROS parameters besides the `env.*` robot-I/O ones)."""
+
+    mode: str = "train"  # "train" (meta-train, Algorithm 1) or "eval" (meta-test a trained run, Algorithm 2)
+    run_dir: str = "runs/widowx"  # run directory (config.yaml, episodes/, checkpoints/, tb/, eval/)
+    resume: bool = False  # train: continue the run in run_dir (its stored config wins)
+    env: str = "widowx_insertion"  # registered task family whose config (tasks, rates, reward) the robot uses
+    preset: str = "small"  # train: run preset (smoke | small | paper)
+    stage: str = "dense"  # train: "dense" (stage 1) or "sparse" (stage 2 of the two-stage recipe)
+    offline_run: str = ""  # train, stage 2: a stage-1 run directory whose episodes are mixed in ("" = none)
+    iterations: int = -1  # train: number of iterations (-1 = the preset's)
+    seed: int = -1  # train: seed (-1 = the preset's)
+    device: str = "auto"  # torch device for the learner: auto | cpu | cuda
+    eval_rounds: int = 3  # eval: rounds over the held-out tasks
+    eval_episodes_per_trial: int = 0  # eval: episodes per trial (0 = the run's)
+    eval_checkpoint: str = ""  # eval: checkpoint file ("" = the newest)
+    eval_videos: int = 2  # eval: trials recorded as MP4 with reward-prediction plots
+    robot_name: str = "wx200"  # xs_sdk namespace (/<robot_name>/joint_states)
+    joint_names: tuple[str, ...] = ("waist", "shoulder", "elbow", "wrist_angle", "wrist_rotate")  # arm joints
+    scene_topic: str = "/meld/scene/image_raw"  # scene camera images
+    wrist_topic: str = "/meld/wrist/image_raw"  # wrist camera images
+    inputs_timeout_s: float = 60.0  # wait this long at start-up for images, joint states and the arm/rig
+    shutdown_when_done: bool = True  # exit when training/evaluation ends (the launch then shuts down)
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"AgentRunConfig.mode must be one of {MODES}, got {self.mode!r}")
+        if not self.run_dir:
+            raise ValueError("AgentRunConfig.run_dir must name a directory")
+        if self.stage not in ("dense", "sparse"):
+            raise ValueError(f"AgentRunConfig.stage must be 'dense' or 'sparse', got {self.stage!r}")
+        if (
+            self.iterations < -1
+            or self.eval_rounds < 1
+            or self.eval_episodes_per_trial < 0
+            or self.eval_videos < 0
+        ):
+            raise ValueError(
+                "AgentRunConfig: iterations >= -1, eval_rounds >= 1, eval_episodes_per_trial >= 0, "
+                "eval_videos >= 0"
+            )
+        if self.inputs_timeout_s <= 0:
+            raise ValueError("AgentRunConfig.inputs_timeout_s must be > 0")
+
+
+def training_config(cfg: AgentRunConfig) -> Any:
+    """The RunConfig to train with: the stored one when resuming an existing run, else the preset."""
+    from meld_core.presets import preset_config
+    from meld_core.rundir import RunDir
+    from meld_core.trainer import load_run_config
+
+    run_dir = RunDir(cfg.run_dir)
+    if cfg.resume and run_dir.exists():
+        return load_run_config(run_dir)
+    overrides = {}
+    if cfg.iterations >= 0:
+        overrides["num_iterations"] = cfg.iterations
+    if cfg.seed >= 0:
+        overrides["seed"] = cfg.seed
+    offline = str(Path(cfg.offline_run).resolve()) if cfg.offline_run else None
+    return preset_config(cfg.env, cfg.preset, cfg.stage, offline, **overrides)
+
+
+def insertion_reward_fn(env_config: Any) -> RewardFn:
+    """reward(q, task): forward kinematics of the measured joints to the plug tip vs the task's port."""
+    from meld_core.robot.kinematics import WidowXKinematics
+    from meld_core.robot.reward import RigGeometry, insertion_reward
+
+    kinematics = WidowXKinematics.from_urdf()
+    rig = RigGeometry.from_urdf()
+    reward_cfg = getattr(env_config, "reward", None)
+
+    def reward(q, task) -> tuple[float, float, bool, dict[str, Any]]:
+        return insertion_reward(kinematics.tool_pose(q), rig.port_pose(task.params), reward_cfg)
+
+    return reward
+
+
+def remote_env_config(run_config: Any, io: RemoteEnvConfig) -> tuple[RemoteEnvConfig, Any]:
+    """`io` with the task family's facts (rates, lengths, image size, action scale) from the run."""
+    from meld_core.envs.widowx_insertion import family_facts
+
+    env_config = run_config.build_env_config()
+    facts = family_facts(env_config)
+    return dataclasses.replace(
+        io,
+        name=run_config.env,
+        control_hz=facts["control_hz"],
+        episode_length=facts["episode_length"],
+        image_size=facts["image_size"],
+        action_scale=tuple(facts["action_scale"]),
+    ), facts
+
+
+def remote_env_factory(
+    link: RobotLink, io: RemoteEnvConfig, reward_factory: Callable[[Any], RewardFn] = insertion_reward_fn
+) -> Callable[[Any], RemoteRobotEnv]:
+    """An `env_factory` for `run_training` / `evaluate_run` that builds the robot TaskEnv."""
+
+    def factory(run_config: Any) -> RemoteRobotEnv:
+        config, facts = remote_env_config(run_config, io)
+        env_config = run_config.build_env_config()
+        env = RemoteRobotEnv(
+            config, link, facts["train_tasks"], facts["eval_tasks"], reward_factory(env_config)
+        )
+        log.info(
+            "robot TaskEnv: %s, %d train / %d eval tasks, %.1f Hz, T=%d, images %s",
+            config.name,
+            len(env.train_tasks),
+            len(env.eval_tasks),
+            config.control_hz,
+            config.episode_length,
+            env.spec.image_shape,
+        )
+        return env
+
+    return factory

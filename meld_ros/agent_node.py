@@ -1,0 +1,246 @@
+"""The learner and actor: `meld_core.trainer` on the robot (or the simulated robot) through ROS.
+
+    ros2 run meld_ros agent_node --ros-args -p mode:=train -p run_dir:=runs/widowx -p preset:=small
+    ros2 run meld_ros agent_node --ros-args -p mode:=eval -p run_dir:=runs/widowx -p eval_rounds:=3
+
+Train mode calls `meld_core.trainer.run_training` (the loop behind `meld train`, same run
+directory: config.yaml, episodes/, checkpoints/, tb/, eval/), eval mode calls
+`meld_core.trainer.evaluate_run` (behind `meld eval`), both with a TaskEnv over ROS
+(`meld_core.envs.remote.RemoteRobotEnv` + `meld_ros.ros_env.RosRobotLink`). The trainer runs in
+its own thread, started once the executor spins; ROS callbacks run in a MultiThreadedExecutor with
+explicit callback groups (inputs reentrant, service clients and diagnostics separate).
+SIGINT/SIGTERM asks the trainer to stop after the running episode (it checkpoints), while the
+executor keeps spinning so that episode can finish; a second signal aborts.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import traceback
+
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.node import Node
+from std_msgs.msg import String
+
+from meld_core.diagnostics import DiagLevel, DiagStatus
+from meld_core.envs.remote import RemoteEnvConfig
+from meld_core.remote_run import AgentRunConfig, remote_env_factory, training_config
+from meld_ros.common import declare_config, diagnostic_array, to_diagnostic
+from meld_ros.ros_env import RosRobotLink
+
+
+class _ProgressHooks:
+    """Trainer hooks that log progress lines (the launch test waits for them)."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        self.iteration = 0
+
+    def _check(self, trainer) -> None:
+        iteration = trainer.counters.iteration
+        if iteration > self.iteration:
+            self.iteration = iteration
+            c = trainer.counters
+            self.node.get_logger().info(
+                f"training iteration {iteration} complete ({c.episodes} episodes, {c.env_steps} env steps, "
+                f"{c.model_steps} model steps, {c.ac_steps} AC steps)"
+            )
+
+    def on_phase(self, trainer, phase: str) -> None:
+        self._check(trainer)
+        self.node.get_logger().info(f"trainer phase: {phase}")
+
+    def on_episode(self, trainer, episode, data) -> None:
+        self._check(trainer)
+
+    def on_train_metrics(self, trainer, prefix: str, metrics: dict) -> None:
+        self._check(trainer)
+
+    def on_eval(self, trainer, result) -> None:
+        self.node.get_logger().info(f"evaluation: success per episode position {result.success_per_position}")
+
+    def on_checkpoint(self, trainer, path) -> None:
+        self._check(trainer)
+        self.node.get_logger().info(f"checkpoint written: {path}")
+
+
+class AgentNode(Node):
+    def __init__(self) -> None:
+        super().__init__("agent")
+        self.config: AgentRunConfig
+        self.io: RemoteEnvConfig
+        self.config, self.io = declare_config(self, "agent_node")
+        cfg = self.config
+        self.link = RosRobotLink(
+            self,
+            robot_name=cfg.robot_name,
+            joint_names=cfg.joint_names,
+            scene_topic=cfg.scene_topic,
+            wrist_topic=cfg.wrist_topic,
+            use_success_topic=self.io.use_success_topic,
+        )
+        self.progress_pub = self.create_publisher(String, "/meld/agent/progress", 10)
+        self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        side = MutuallyExclusiveCallbackGroup()
+        self.create_timer(1.0, self._report, callback_group=side)
+        self.trainer = None
+        self.result: str = "running"
+        self.error = ""
+        self.finished = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._start_timer = self.create_timer(0.5, self._start, callback_group=side)
+
+    # ------------------------------------------------------------------ the trainer thread
+    def _start(self) -> None:
+        self._start_timer.cancel()
+        self._thread = threading.Thread(target=self._run, name="meld-trainer", daemon=True)
+        self._thread.start()
+
+    def _wait_for_inputs(self) -> None:
+        deadline = time.monotonic() + self.config.inputs_timeout_s
+        missing = ["scene", "wrist", "joint_state"]
+        while time.monotonic() < deadline:
+            missing = [c for c in ("scene", "wrist") if self.link.latest_image(c) is None]
+            if self.link.latest_joint_state() is None:
+                missing.append("joint_state")
+            if not missing and self.link.home_client.service_is_ready():
+                return
+            time.sleep(0.1)
+        raise TimeoutError(
+            f"no {', '.join(missing) or '/meld/arm/home service'} within "
+            f"{self.config.inputs_timeout_s:.0f} s: are the cameras, xs_sdk (or sim_node) and "
+            "arm_node running?"
+        )
+
+    def _run(self) -> None:
+        from meld_core.trainer import evaluate_run, run_training
+
+        cfg = self.config
+        log = self.get_logger()
+        try:
+            self._wait_for_inputs()
+            factory = remote_env_factory(self.link, self.io)
+            device = None if cfg.device == "auto" else cfg.device
+            if cfg.mode == "train":
+                run_config = training_config(cfg)
+                log.info(
+                    f"training {run_config.env} (preset {run_config.preset}) in {cfg.run_dir}"
+                    f"{' (resume)' if cfg.resume else ''}"
+                )
+                trainer = run_training(
+                    run_config,
+                    cfg.run_dir,
+                    env_factory=factory,
+                    resume=cfg.resume,
+                    device=device,
+                    hooks=[_ProgressHooks(self)],
+                    progress_bars=False,
+                    trainer_callback=self._set_trainer,
+                )
+                c = trainer.counters
+                log.info(
+                    f"training finished: {c.iteration} iterations, {c.episodes} episodes, "
+                    f"{c.env_steps} env steps"
+                )
+            else:
+                result, summary = evaluate_run(
+                    cfg.run_dir,
+                    episodes_per_trial=cfg.eval_episodes_per_trial or None,
+                    rounds=cfg.eval_rounds,
+                    checkpoint=cfg.eval_checkpoint or None,
+                    device=device,
+                    video_trials=cfg.eval_videos,
+                    env_factory=factory,
+                )
+                log.info("meta-test results:\n" + result.table())
+            self.result = "done"
+        except Exception as exc:
+            self.result = "failed"
+            self.error = f"{type(exc).__name__}: {exc}"
+            log.error(f"agent failed: {self.error}\n{traceback.format_exc()}")
+        finally:
+            self.link.stop_arm()
+            self.finished.set()
+
+    def _set_trainer(self, trainer) -> None:
+        self.trainer = trainer
+
+    def request_stop(self) -> None:
+        if self.trainer is not None:
+            self.trainer.request_stop()
+
+    # ------------------------------------------------------------------ reporting
+    def _report(self) -> None:
+        progress = self.trainer.progress() if self.trainer is not None else {}
+        progress.update(result=self.result, mode=self.config.mode)
+        if self.error:
+            progress["error"] = self.error
+        self.progress_pub.publish(String(data=json.dumps(progress, default=str)))
+        values = {k: str(v) for k, v in progress.items()}
+        if self.result == "failed":
+            status = DiagStatus(DiagLevel.ERROR, self.error, values)
+        else:
+            status = DiagStatus(DiagLevel.OK, f"{self.config.mode}: {self.result}", values)
+        self.diag_pub.publish(
+            diagnostic_array(
+                self, [to_diagnostic(f"{self.get_name()}: learner", self.config.run_dir, status)]
+            )
+        )
+
+
+def main(args=None) -> int:
+    """Spin until the trainer finishes (or a signal stops it); exit 0 on success, 1 on failure."""
+    import signal
+
+    from rclpy.signals import SignalHandlerOptions
+
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    interrupts = []
+
+    def _on_signal(signum, frame):
+        interrupts.append(signum)
+        if len(interrupts) > 1:
+            raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, _on_signal)
+    signal.signal(signal.SIGTERM, _on_signal)
+    executor = MultiThreadedExecutor(num_threads=4)
+    node = None
+    code = 0
+    try:
+        node = AgentNode()
+        executor.add_node(node)
+        stop_asked = False
+        while not (node.finished.is_set() and node.config.shutdown_when_done):
+            executor.spin_once(timeout_sec=0.1)
+            if interrupts and not stop_asked:
+                stop_asked = True
+                node.get_logger().warning("stopping after the running episode (signal again to abort)")
+                node.request_stop()
+                if node.trainer is None:
+                    break
+            if stop_asked and node.finished.is_set():
+                break
+        code = 0 if node.result != "failed" else 1
+    except (KeyboardInterrupt, ExternalShutdownException):
+        code = 130
+    except Exception as exc:
+        print(f"[FATAL] agent_node: {type(exc).__name__}: {exc}", flush=True)
+        code = 1
+    finally:
+        if node is not None:
+            node.link.stop_arm()
+            executor.remove_node(node)
+            node.destroy_node()
+        executor.shutdown(timeout_sec=2.0)
+        rclpy.try_shutdown()
+    return code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
