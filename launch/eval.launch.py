@@ -148,7 +148,7 @@ def generate_launch_description() -> LaunchDescription:
                 "eval_checkpoint": ParameterValue(LaunchConfiguration("checkpoint"), value_type=str),
                 "eval_videos": ParameterValue(LaunchConfiguration("videos"), value_type=int),
                 "device": LaunchConfiguration("device"),
-                "env.use_success_topic": ParameterValue(use_success_topic, value_type=bool),
+                "io.use_success_topic": ParameterValue(use_success_topic, value_type=bool),
             },
         ],
     )

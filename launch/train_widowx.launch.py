@@ -121,7 +121,7 @@ def generate_launch_description() -> LaunchDescription:
                 "offline_run": ParameterValue(LaunchConfiguration("offline_run"), value_type=str),
                 "iterations": ParameterValue(LaunchConfiguration("iterations"), value_type=int),
                 "device": LaunchConfiguration("device"),
-                "env.use_success_topic": ParameterValue(LaunchConfiguration("use_success"), value_type=bool),
+                "io.use_success_topic": ParameterValue(LaunchConfiguration("use_success"), value_type=bool),
             },
         ],
     )

@@ -22,7 +22,7 @@ class ParamGroup:
     """One dataclass behind a node's parameters."""
 
     config_class: str  # "module:Class" of a flat frozen config dataclass
-    prefix: str = ""  # parameter-name prefix, e.g. "env." (YAML: a nested mapping `env:`)
+    prefix: str = ""  # parameter-name prefix, e.g. "io." (YAML: a nested mapping `io:`)
     exclude: tuple[str, ...] = ()  # fields not exposed as parameters (derived by the node)
 
     def cls(self) -> type:
@@ -40,7 +40,7 @@ NODE_PARAMS: dict[str, tuple[ParamGroup, ...]] = {
     "success_node": (ParamGroup("meld_core.hardware.link_state:LinkStateConfig"),),
     "agent_node": (
         ParamGroup("meld_core.remote_run:AgentRunConfig"),
-        ParamGroup("meld_core.envs.remote:RemoteEnvConfig", prefix="env.",
+        ParamGroup("meld_core.envs.remote:RemoteEnvConfig", prefix="io.",
                    exclude=("name", "control_hz", "episode_length", "image_size", "action_scale")),
     ),
     "sim_node": (ParamGroup("meld_core.envs.sim_robot:SimRobotConfig"),),
@@ -53,7 +53,7 @@ ROS_BUILTIN_PARAMS = ("use_sim_time",)
 
 
 def flatten_yaml_params(params: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested YAML parameter mappings -> dotted names, as ROS does (`env: {a: 1}` -> `env.a`)."""
+    """Nested YAML parameter mappings -> dotted names, as ROS does (`io: {a: 1}` -> `io.a`)."""
     out: dict[str, Any] = {}
     for key, value in params.items():
         name = f"{prefix}{key}"

@@ -29,7 +29,7 @@ MODES = ("train", "eval")
 
 @dataclass(frozen=True)
 class AgentRunConfig:
-    """What the agent node runs (its ROS parameters besides the `env.*` robot-I/O ones)."""
+    """What the agent node runs (its ROS parameters besides the `io.*` robot-I/O ones)."""
 
     mode: str = "train"  # "train" (meta-train, Algorithm 1) or "eval" (meta-test a trained run, Algorithm 2)
     run_dir: str = "runs/widowx"  # run directory (config.yaml, episodes/, checkpoints/, tb/, eval/)

@@ -27,7 +27,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from meld_core.diagnostics import DiagLevel, DiagStatus
 
@@ -48,11 +48,12 @@ class RigClient(Protocol):
 
     def home(self, timeout_s: float) -> None: ...
 
-    def move_to(self, rotation_deg: float, translation_mm: float, timeout_s: float) -> None: ...
+    def move_to(self, rotation_deg: float, translation_mm: float, timeout_s: float) -> Any: ...
 
-    def stop(self) -> None: ...
+    def stop(self) -> Any: ...
 
-    def position(self) -> tuple[float, float]: ...
+    def status(self) -> Any:
+        """An object with `rotation_deg` and `translation_mm` (meld_core.hardware.reset_rig.RigState)."""
 
 
 @dataclass(frozen=True)
@@ -141,11 +142,13 @@ class RigSupervisor:
     def configure(self) -> None:
         with self._lock:
             self._require(RigState.UNCONFIGURED)
-        client = self._factory(self.config)
         try:
+            client = self._factory(self.config)
             client.connect()
         except Exception as exc:
             self._error(f"could not open the reset rig on {self.config.port}: {exc}")
+            with self._lock:
+                self.state = RigState.UNCONFIGURED  # the lifecycle node is back in unconfigured: retry allowed
             raise
         with self._lock:
             self._client = client
@@ -225,10 +228,12 @@ class RigSupervisor:
                 self.state = RigState.STOPPED
 
     def position(self) -> tuple[float, float] | None:
+        """(rotation_deg, translation_mm) as the rig reports it, or None when no port is open."""
         client = self._client
         if client is None:
             return None
-        return client.position()
+        state = client.status()
+        return float(state.rotation_deg), float(state.translation_mm)
 
     def arrived(self, position: tuple[float, float], goal: tuple[float, float]) -> bool:
         return (abs(position[0] - goal[0]) <= self.config.position_tolerance_deg
@@ -287,8 +292,22 @@ class RigSupervisor:
         if self.goal is not None:
             values["goal_rotation_deg"] = f"{self.goal[0]:.3f}"
             values["goal_translation_mm"] = f"{self.goal[1]:.3f}"
-        if self.state == RigState.ERROR:
+        if self.state == RigState.ERROR or (self.state == RigState.UNCONFIGURED and self.last_error):
             return DiagStatus(DiagLevel.ERROR, self.last_error or "error", values)
         if self.state in (RigState.STOPPED, RigState.UNCONFIGURED, RigState.INACTIVE):
             return DiagStatus(DiagLevel.WARN, self.state.value, values)
         return DiagStatus(DiagLevel.OK, self.state.value, values)
+
+
+def make_rig_client(config: RigNodeConfig) -> RigClient:
+    """The reset-rig client the node configures: the serial ResetRig, or the in-process fake."""
+    from meld_core.hardware.reset_rig import ResetRig, ResetRigConfig
+
+    rig_config = ResetRigConfig(port=config.port if config.driver == "serial" else "fake", baudrate=config.baud,
+                                connect_timeout_s=config.connect_timeout_s, home_timeout_s=config.home_timeout_s,
+                                move_timeout_s=config.move_timeout_s)
+    if config.driver == "fake":
+        from meld_core.testing.fake_reset_rig import FakeResetRig
+
+        return FakeResetRig(rig_config, motion_time_s=0.5)
+    return ResetRig(rig_config)

@@ -33,6 +33,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from meld_core.diagnostics import DiagLevel, DiagStatus
+from meld_core.robot.safety import Deadman
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +126,7 @@ class ArmBridge:
         self._home = np.asarray(config.home_positions, dtype=np.float64)
         self.mode = Mode.WAITING_FOR_MODE
         self._command = np.zeros(self._n)
-        self._command_at: float | None = None
+        self._deadman = Deadman(config.deadman_period_s)
         self._fresh = False
         self._deadman_tripped = False
         self._q: np.ndarray | None = None
@@ -185,7 +186,7 @@ class ArmBridge:
                 return False
             self.commands += 1
             self._command = qdot  # non-finite values are turned into zeros by the safety filter
-            self._command_at = now
+            self._deadman.feed(now)
             self._fresh = True
             self._deadman_tripped = False
             self.mode = Mode.COMMAND
@@ -253,12 +254,12 @@ class ArmBridge:
     def _desired(self, now: float, zeros: np.ndarray) -> np.ndarray:
         cfg = self.config
         if self.mode == Mode.COMMAND:
-            if now - self._command_at > cfg.deadman_period_s:
+            if self._deadman.expired(now):
                 if not self._deadman_tripped:
                     self.deadman_trips += 1
                     self._deadman_tripped = True
                     log.warning("arm bridge: no command for %.2f s (deadman %.2f s): sending zeros",
-                                now - self._command_at, cfg.deadman_period_s)
+                                self._deadman.age(now), cfg.deadman_period_s)
                 return zeros
             return self._command
         if self.mode == Mode.HOMING:

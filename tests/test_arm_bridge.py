@@ -1,0 +1,182 @@
+"""ArmBridge (everything arm_node does): velocity mode, safety filter, deadman, home, stop, counters."""
+
+import numpy as np
+import pytest
+
+from meld_core.diagnostics import DiagLevel
+from meld_core.robot.arm_bridge import ArmBridge, ArmBridgeConfig, ArmBridgeError, Mode, reorder
+from meld_core.robot.kinematics import WidowXKinematics
+from meld_core.robot.safety import SafetyConfig, SafetyFilter
+
+JOINTS = ("waist", "shoulder", "elbow", "wrist_angle", "wrist_rotate")
+# A pose well inside the limits and the workspace box (plug tip in front of the robot, mid height).
+Q0 = np.array([0.0, -0.3, 0.3, 0.4, 0.0])
+
+
+@pytest.fixture(scope="module")
+def safety():
+    kin = WidowXKinematics.from_urdf()
+    return SafetyFilter(SafetyConfig.from_kinematics(kin), kin)
+
+
+def ready_bridge(safety, **overrides):
+    bridge = ArmBridge(ArmBridgeConfig(**overrides), safety)
+    bridge.velocity_mode_set()
+    bridge.on_joint_state(JOINTS, Q0, now=0.0)
+    return bridge
+
+
+def test_operating_mode_request_is_group_velocity():
+    bridge = ArmBridge(ArmBridgeConfig(profile_acceleration=15), None)
+    assert bridge.operating_mode_request() == {
+        "cmd_type": "group", "name": "arm", "mode": "velocity", "profile_type": "velocity",
+        "profile_velocity": 0, "profile_acceleration": 15}
+
+
+def test_nothing_is_sent_before_velocity_mode(safety):
+    bridge = ArmBridge(ArmBridgeConfig(), safety)
+    bridge.on_joint_state(JOINTS, Q0, now=0.0)
+    assert not bridge.on_command(JOINTS, [0.1] * 5, now=0.0)
+    assert bridge.tick(0.0) is None
+    assert bridge.shutdown_command() is None  # zeros in position mode would mean "go to 0 rad"
+    assert bridge.rejected_commands == 1
+
+
+def test_command_is_forwarded_once_then_only_on_change(safety):
+    bridge = ready_bridge(safety)
+    assert bridge.on_command(JOINTS, [0.1, 0.0, 0.0, 0.0, 0.0], now=0.0)
+    first = bridge.tick(0.0)
+    assert np.allclose(first, [0.1, 0, 0, 0, 0])
+    bridge.on_joint_state(JOINTS, Q0, now=0.05)
+    assert bridge.tick(0.05) is None  # same filtered output: nothing to send
+    bridge.on_command(JOINTS, [0.1, 0.0, 0.0, 0.0, 0.0], now=0.3)
+    assert bridge.tick(0.3) is not None  # a fresh command is always forwarded (3.3 Hz on the bus)
+
+
+def test_commands_are_reordered_by_name(safety):
+    bridge = ready_bridge(safety)
+    bridge.on_command(list(reversed(JOINTS)), [0.0, 0.0, 0.0, 0.0, 0.2], now=0.0)
+    assert np.allclose(bridge.tick(0.0), [0.2, 0, 0, 0, 0])
+
+
+def test_bad_commands_are_refused_and_counted(safety):
+    bridge = ready_bridge(safety)
+    assert not bridge.on_command(JOINTS[:3], [0.1] * 3, now=0.0)
+    assert not bridge.on_command([], [0.1] * 4, now=0.0)
+    assert bridge.rejected_commands == 2
+
+
+def test_safety_filter_applies_on_every_command(safety):
+    bridge = ready_bridge(safety)
+    bridge.on_command(JOINTS, [0.0, 5.0, 0.0, 0.0, 0.0], now=0.0)  # shoulder limit is 1 rad/s on the WX200
+    sent = bridge.tick(0.0)
+    assert abs(sent[1]) <= 1.0 + 1e-9
+    assert bridge.events["velocity_clamp:shoulder"] == 1
+    bridge.on_command(JOINTS, [np.nan, 0.1, 0.0, 0.0, 0.0], now=0.1)
+    assert np.allclose(bridge.tick(0.1), 0.0)
+    assert bridge.events["non_finite"] == 1
+    assert "clamp:velocity_clamp:shoulder" in bridge.status(0.1).values
+
+
+def test_held_command_is_braked_between_commands_as_the_joint_nears_its_limit(safety):
+    bridge = ready_bridge(safety)
+    upper = safety.config.upper[3]
+    bridge.on_command(JOINTS, [0.0, 0.0, 0.0, 1.0, 0.0], now=0.0)
+    assert bridge.tick(0.0)[3] == pytest.approx(1.0)
+    # The wrist approaches its upper limit before the next 3.3 Hz command: the 20 Hz tick brakes it.
+    near = Q0.copy()
+    near[3] = upper - 0.05
+    bridge.on_joint_state(JOINTS, near, now=0.1)
+    braked = bridge.tick(0.1)
+    assert braked is not None and 0.0 <= braked[3] < 0.5
+    assert bridge.events["position_brake:wrist_angle"] >= 1
+
+
+def test_deadman_sends_zeros_once_when_commands_stop(safety):
+    bridge = ready_bridge(safety, deadman_period_s=0.5)
+    bridge.on_command(JOINTS, [0.2, 0, 0, 0, 0], now=0.0)
+    bridge.tick(0.0)
+    for t in (0.1, 0.2, 0.3, 0.4, 0.5):
+        bridge.on_joint_state(JOINTS, Q0, now=t)
+        assert bridge.tick(t) is None
+    bridge.on_joint_state(JOINTS, Q0, now=0.55)
+    assert np.allclose(bridge.tick(0.55), 0.0)
+    bridge.on_joint_state(JOINTS, Q0, now=0.6)
+    assert bridge.tick(0.6) is None  # zeros already sent
+    assert bridge.deadman_trips == 1
+    assert bridge.status(0.6).level == DiagLevel.WARN
+    bridge.on_command(JOINTS, [0.2, 0, 0, 0, 0], now=0.7)  # a fresh command re-arms it
+    bridge.on_joint_state(JOINTS, Q0, now=0.7)
+    assert bridge.tick(0.7)[0] == pytest.approx(0.2)
+
+
+def test_stale_joint_states_force_zeros(safety):
+    bridge = ready_bridge(safety, joint_state_timeout_s=0.25)
+    bridge.on_command(JOINTS, [0.2, 0, 0, 0, 0], now=0.0)
+    bridge.tick(0.0)
+    bridge.on_command(JOINTS, [0.2, 0, 0, 0, 0], now=0.3)
+    assert np.allclose(bridge.tick(0.3), 0.0)  # the last joint state is 0.3 s old
+    assert bridge.stale_state_stops == 1
+    assert bridge.status(0.3).level == DiagLevel.ERROR
+
+
+def test_home_servo_converges_and_reports(safety):
+    home = (0.0, -0.2, 0.2, 0.3, 0.0)
+    bridge = ready_bridge(safety, home_positions=home, home_gain=2.0, tick_hz=20.0)
+    bridge.start_home(0.0)
+    assert not bridge.on_command(JOINTS, [0.1] * 5, now=0.0)  # commands wait while homing
+    q = Q0.copy()
+    t = 0.0
+    velocity = np.zeros(5)
+    for _ in range(400):
+        bridge.on_joint_state(JOINTS, q, now=t)
+        out = bridge.tick(t)
+        if out is not None:
+            velocity = out
+        if bridge.home_done.is_set():
+            break
+        q = q + velocity * 0.05
+        t += 0.05
+    assert bridge.home_done.is_set() and bridge.home_result is True
+    assert np.allclose(q, home, atol=0.03)
+    assert bridge.mode == Mode.IDLE
+
+
+def test_home_times_out_when_the_arm_does_not_move(safety):
+    bridge = ready_bridge(safety, home_positions=(0.5, 0, 0, 0, 0), home_timeout_s=1.0)
+    bridge.start_home(0.0)
+    for t in np.arange(0.0, 1.2, 0.05):
+        bridge.on_joint_state(JOINTS, Q0, now=t)  # never moves
+        bridge.tick(t)
+    assert bridge.home_done.is_set() and bridge.home_result is False
+    assert bridge.mode == Mode.STOPPED
+
+
+def test_stop_latches_zeros_until_home(safety):
+    bridge = ready_bridge(safety)
+    bridge.on_command(JOINTS, [0.2, 0, 0, 0, 0], now=0.0)
+    bridge.tick(0.0)
+    bridge.stop()
+    assert np.allclose(bridge.tick(0.0), 0.0)
+    assert not bridge.on_command(JOINTS, [0.2, 0, 0, 0, 0], now=0.1)
+    bridge.start_home(0.2)
+    assert bridge.mode == Mode.HOMING
+
+
+def test_shutdown_sends_zeros_in_velocity_mode(safety):
+    bridge = ready_bridge(safety)
+    assert np.allclose(bridge.shutdown_command(), 0.0)
+
+
+def test_reorder_errors():
+    with pytest.raises(ArmBridgeError, match="missing"):
+        reorder(["a", "b"], [1, 2], ["a", "c"], "x")
+    with pytest.raises(ArmBridgeError, match="names but"):
+        reorder(["a"], [1, 2], ["a"], "x")
+
+
+@pytest.mark.parametrize("bad", [dict(home_positions=(0.0,)), dict(joint_names=("a", "a")),
+                                 dict(deadman_period_s=0.01), dict(tick_hz=0.0)])
+def test_config_validation(bad):
+    with pytest.raises(ValueError):
+        ArmBridgeConfig(**bad)
