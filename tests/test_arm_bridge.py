@@ -29,8 +29,13 @@ def ready_bridge(safety, **overrides):
 def test_operating_mode_request_is_group_velocity():
     bridge = ArmBridge(ArmBridgeConfig(profile_acceleration=15), None)
     assert bridge.operating_mode_request() == {
-        "cmd_type": "group", "name": "arm", "mode": "velocity", "profile_type": "velocity",
-        "profile_velocity": 0, "profile_acceleration": 15}
+        "cmd_type": "group",
+        "name": "arm",
+        "mode": "velocity",
+        "profile_type": "velocity",
+        "profile_velocity": 0,
+        "profile_acceleration": 15,
+    }
 
 
 def test_nothing_is_sent_before_velocity_mode(safety):
@@ -175,8 +180,15 @@ def test_reorder_errors():
         reorder(["a"], [1, 2], ["a"], "x")
 
 
-@pytest.mark.parametrize("bad", [dict(home_positions=(0.0,)), dict(joint_names=("a", "a")),
-                                 dict(deadman_period_s=0.01), dict(tick_hz=0.0)])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        dict(home_positions=(0.0,)),
+        dict(joint_names=("a", "a")),
+        dict(deadman_period_s=0.01),
+        dict(tick_hz=0.0),
+    ],
+)
 def test_config_validation(bad):
     with pytest.raises(ValueError):
         ArmBridgeConfig(**bad)

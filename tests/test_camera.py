@@ -24,8 +24,17 @@ def test_source_kinds():
     assert source_kind("replay/scene.mp4") == "file"
 
 
-@pytest.mark.parametrize("bad", [dict(width=0), dict(fps=0), dict(fourcc="MJ"), dict(exposure=0.0),
-                                 dict(reconnect_initial_s=10.0, reconnect_max_s=1.0), dict(source="")])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        dict(width=0),
+        dict(fps=0),
+        dict(fourcc="MJ"),
+        dict(exposure=0.0),
+        dict(reconnect_initial_s=10.0, reconnect_max_s=1.0),
+        dict(source=""),
+    ],
+)
 def test_config_validation(bad):
     with pytest.raises(ValueError):
         CameraConfig(**bad)

@@ -57,8 +57,9 @@ def test_missing_interface_lists_the_available_ones(tmp_path):
         mon.read()
 
 
-@pytest.mark.parametrize("bad", [dict(interface=""), dict(interface="../x"), dict(poll_hz=0),
-                                 dict(debounce_reads=0)])
+@pytest.mark.parametrize(
+    "bad", [dict(interface=""), dict(interface="../x"), dict(poll_hz=0), dict(debounce_reads=0)]
+)
 def test_config_validation(bad):
     with pytest.raises(ValueError):
         LinkStateConfig(**bad)

@@ -70,7 +70,9 @@ def test_every_node_has_a_config_file_and_it_maps_onto_its_dataclasses():
             flat = flatten_yaml_params(params)
             configs_from_params(node, flat)  # raises on unknown keys or wrong types
             known = {g.prefix + s.name for g in NODE_PARAMS[node] for s in g.specs()}
-            assert set(flat) == known, f"{path}:{name} should list every parameter: missing {known - set(flat)}"
+            assert set(flat) == known, (
+                f"{path}:{name} should list every parameter: missing {known - set(flat)}"
+            )
 
 
 def test_a_misspelt_yaml_key_is_caught(tmp_path):

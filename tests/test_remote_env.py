@@ -14,7 +14,9 @@ from meld_core.envs.remote import (
 )
 from meld_core.testing.fake_robot_link import FakeRobotLink
 
-TRAIN = [Task(i, "train", {"port": i % 2, "rotation_deg": float(i), "translation_mm": -float(i)}) for i in range(3)]
+TRAIN = [
+    Task(i, "train", {"port": i % 2, "rotation_deg": float(i), "translation_mm": -float(i)}) for i in range(3)
+]
 EVAL = [Task(0, "eval", {"port": 1, "rotation_deg": 2.5, "translation_mm": 1.0})]
 
 
@@ -104,7 +106,9 @@ def test_rewards_come_from_the_measured_joints():
     env.reset()
     obs = env.step(np.array([0.33, 0, 0, 0, 0]))  # ~0.1 rad after one 0.303 s period
     assert obs.info["joint_positions"][0] == pytest.approx(0.1, abs=0.02)
-    assert obs.dense_reward == pytest.approx(reward_from_q(np.array(obs.info["joint_positions"]), TRAIN[1])[0])
+    assert obs.dense_reward == pytest.approx(
+        reward_from_q(np.array(obs.info["joint_positions"]), TRAIN[1])[0]
+    )
 
 
 @pytest.mark.parametrize("silent", ["scene", "wrist", "joint_state"])
@@ -174,8 +178,16 @@ def test_crop_and_resize():
         crop_and_resize(image.astype(np.float32), (0, 0, 1, 1), 64)
 
 
-@pytest.mark.parametrize("bad", [dict(control_hz=0), dict(scene_crop=(0.5, 0, 0.4, 1)), dict(wrist_crop=(0, 0, 1)),
-                                 dict(action_scale=(0.5, -1.0)), dict(image_max_age_s=0)])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        dict(control_hz=0),
+        dict(scene_crop=(0.5, 0, 0.4, 1)),
+        dict(wrist_crop=(0, 0, 1)),
+        dict(action_scale=(0.5, -1.0)),
+        dict(image_max_age_s=0),
+    ],
+)
 def test_config_validation(bad):
     with pytest.raises(ValueError):
         RemoteEnvConfig(**bad)

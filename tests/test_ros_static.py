@@ -52,14 +52,15 @@ def test_compiles(path, tmp_path):
 def test_every_listed_node_exists_and_has_main():
     scripts = installed_console_scripts()
     assert set(scripts) == set(setup_nodes()), "a node listed in setup.py NODES has no module in meld_ros/"
-    for name, target in scripts.items():
+    for target in scripts.values():
         module, func = target.split(":")
         tree = ast.parse((ROOT / (module.replace(".", "/") + ".py")).read_text())
         mains = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == func]
         assert mains, f"{module} has no top-level {func}()"
         assert tree.body and isinstance(tree.body[0], ast.Expr), f"{module} needs a module docstring"
         assert "ros2 " in ast.get_docstring(tree).splitlines()[0] or "ros2 run" in ast.get_docstring(tree), (
-            f"{module}: the docstring should show the command that runs it")
+            f"{module}: the docstring should show the command that runs it"
+        )
 
 
 def launch_nodes(path: Path) -> list[tuple[str, str]]:
@@ -67,11 +68,15 @@ def launch_nodes(path: Path) -> list[tuple[str, str]]:
     found = []
     tree = ast.parse(path.read_text())
     for call in ast.walk(tree):
-        if isinstance(call, ast.Call) and getattr(call.func, "id", getattr(call.func, "attr", None)) == "Node":
+        if (
+            isinstance(call, ast.Call)
+            and getattr(call.func, "id", getattr(call.func, "attr", None)) == "Node"
+        ):
             kw = {k.arg: k.value for k in call.keywords}
             assert "package" in kw and "executable" in kw, f"{path.name}: Node() without package/executable"
             assert isinstance(kw["package"], ast.Constant) and isinstance(kw["executable"], ast.Constant), (
-                f"{path.name}: package and executable must be literals so this check can see them")
+                f"{path.name}: package and executable must be literals so this check can see them"
+            )
             found.append((kw["package"].value, kw["executable"].value))
     return found
 
@@ -83,23 +88,33 @@ def test_launch_files_only_start_installed_executables(path):
     assert nodes, f"{path.name} starts no nodes"
     for package, executable in nodes:
         if package == "meld_ros":
-            assert executable in installed, f"{path.name} starts meld_ros/{executable}, which setup.py does not install"
+            assert executable in installed, (
+                f"{path.name} starts meld_ros/{executable}, which setup.py does not install"
+            )
         else:
             assert package in EXTERNAL and executable in EXTERNAL[package], (
-                f"{path.name} starts {package}/{executable}: name it in EXTERNAL if it is intended")
+                f"{path.name} starts {package}/{executable}: name it in EXTERNAL if it is intended"
+            )
     for package in re.findall(r'FindPackageShare\("([a-z_]+)"\)', path.read_text()):
-        assert package == "meld_ros" or package in EXTERNAL, f"{path.name} includes from unknown package {package}"
+        assert package == "meld_ros" or package in EXTERNAL, (
+            f"{path.name} includes from unknown package {package}"
+        )
 
 
 @pytest.mark.parametrize("path", LAUNCH_FILES, ids=lambda p: p.name)
 def test_every_launch_argument_has_a_description(path):
     tree = ast.parse(path.read_text())
-    rows = [n for n in ast.walk(tree) if isinstance(n, ast.Assign) and getattr(n.targets[0], "id", "") == "ARGUMENTS"]
+    rows = [
+        n
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Assign) and getattr(n.targets[0], "id", "") == "ARGUMENTS"
+    ]
     assert rows, f"{path.name} declares its arguments in an ARGUMENTS table"
     for row in rows[0].value.elts:
         name, _default, description = row.elts
-        assert isinstance(description, (ast.Constant, ast.JoinedStr)) and len(ast.unparse(description)) > 12, (
-            f"{path.name}: argument {ast.unparse(name)} needs a description")
+        assert (
+            isinstance(description, (ast.Constant, ast.JoinedStr)) and len(ast.unparse(description)) > 12
+        ), f"{path.name}: argument {ast.unparse(name)} needs a description"
     assert "DeclareLaunchArgument(name, default_value=default, description=text)" in path.read_text()
 
 

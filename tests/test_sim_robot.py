@@ -19,7 +19,10 @@ class FakeEnv:
 
     def camera_images(self):
         self.renders += 1
-        return {"scene": np.full((64, 64, 3), self.renders, np.uint8), "wrist": np.zeros((64, 64, 3), np.uint8)}
+        return {
+            "scene": np.full((64, 64, 3), self.renders, np.uint8),
+            "wrist": np.zeros((64, 64, 3), np.uint8),
+        }
 
     def step_velocity(self, qdot):
         self.steps.append(np.asarray(qdot).copy())

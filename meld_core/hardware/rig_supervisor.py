@@ -81,9 +81,16 @@ class RigNodeConfig:
             raise ValueError(f"RigNodeConfig.driver must be 'serial' or 'fake', got {self.driver!r}")
         if self.baud <= 0:
             raise ValueError("RigNodeConfig.baud must be > 0")
-        for name in ("rotation_limit_deg", "translation_limit_mm", "position_tolerance_deg",
-                     "position_tolerance_mm", "connect_timeout_s", "home_timeout_s", "move_timeout_s",
-                     "state_hz"):
+        for name in (
+            "rotation_limit_deg",
+            "translation_limit_mm",
+            "position_tolerance_deg",
+            "position_tolerance_mm",
+            "connect_timeout_s",
+            "home_timeout_s",
+            "move_timeout_s",
+            "state_hz",
+        ):
             if not getattr(self, name) > 0:
                 raise ValueError(f"RigNodeConfig.{name} must be > 0, got {getattr(self, name)}")
 
@@ -98,15 +105,17 @@ class RigState(str, enum.Enum):
     ERROR = "error"
 
 
-def pose_from_rig(rotation_deg: float, translation_mm: float) -> tuple[tuple[float, float, float],
-                                                                      tuple[float, float, float, float]]:
+def pose_from_rig(
+    rotation_deg: float, translation_mm: float
+) -> tuple[tuple[float, float, float], tuple[float, float, float, float]]:
     """((x, y, z) metres, (qx, qy, qz, qw)) of a rig pose: x along the rail, yaw about z."""
     half = math.radians(rotation_deg) / 2.0
     return (translation_mm / 1000.0, 0.0, 0.0), (0.0, 0.0, math.sin(half), math.cos(half))
 
 
-def rig_from_pose(position: tuple[float, float, float],
-                  orientation: tuple[float, float, float, float]) -> tuple[float, float]:
+def rig_from_pose(
+    position: tuple[float, float, float], orientation: tuple[float, float, float, float]
+) -> tuple[float, float]:
     """(rotation_deg, translation_mm) from a pose; raises ValueError for anything but x + yaw."""
     x, y, z = position
     qx, qy, qz, qw = orientation
@@ -115,8 +124,10 @@ def rig_from_pose(position: tuple[float, float, float],
         raise ValueError("rig goal pose must be finite with a non-zero quaternion")
     qx, qy, qz, qw = qx / norm, qy / norm, qz / norm, qw / norm
     if abs(y) > 1e-6 or abs(z) > 1e-6 or abs(qx) > 1e-6 or abs(qy) > 1e-6:
-        raise ValueError("the rig moves along x and rotates about z only: position.y, position.z, "
-                         "orientation.x and orientation.y must be 0")
+        raise ValueError(
+            "the rig moves along x and rotates about z only: position.y, position.z, "
+            "orientation.x and orientation.y must be 0"
+        )
     yaw = 2.0 * math.atan2(qz, qw)
     yaw = math.atan2(math.sin(yaw), math.cos(yaw))
     return math.degrees(yaw), x * 1000.0
@@ -148,7 +159,9 @@ class RigSupervisor:
         except Exception as exc:
             self._error(f"could not open the reset rig on {self.config.port}: {exc}")
             with self._lock:
-                self.state = RigState.UNCONFIGURED  # the lifecycle node is back in unconfigured: retry allowed
+                self.state = (
+                    RigState.UNCONFIGURED
+                )  # the lifecycle node is back in unconfigured: retry allowed
             raise
         with self._lock:
             self._client = client
@@ -192,10 +205,12 @@ class RigSupervisor:
             raise RigSupervisorError("rig goal must be finite")
         if abs(rotation_deg) > cfg.rotation_limit_deg + 1e-9:
             raise RigSupervisorError(
-                f"rig rotation {rotation_deg:.2f} deg outside +-{cfg.rotation_limit_deg} deg")
+                f"rig rotation {rotation_deg:.2f} deg outside +-{cfg.rotation_limit_deg} deg"
+            )
         if abs(translation_mm) > cfg.translation_limit_mm + 1e-9:
             raise RigSupervisorError(
-                f"rig translation {translation_mm:.2f} mm outside +-{cfg.translation_limit_mm} mm")
+                f"rig translation {translation_mm:.2f} mm outside +-{cfg.translation_limit_mm} mm"
+            )
 
     def move(self, rotation_deg: float, translation_mm: float) -> None:
         """Move to a goal and block until there (deadline: move_timeout_s)."""
@@ -236,14 +251,17 @@ class RigSupervisor:
         return float(state.rotation_deg), float(state.translation_mm)
 
     def arrived(self, position: tuple[float, float], goal: tuple[float, float]) -> bool:
-        return (abs(position[0] - goal[0]) <= self.config.position_tolerance_deg
-                and abs(position[1] - goal[1]) <= self.config.position_tolerance_mm)
+        return (
+            abs(position[0] - goal[0]) <= self.config.position_tolerance_deg
+            and abs(position[1] - goal[1]) <= self.config.position_tolerance_mm
+        )
 
     # ---------------------------------------------------------------- helpers
     def _require(self, *states: RigState) -> None:
         if self.state not in states:
             raise RigSupervisorError(
-                f"reset rig is {self.state.value}; this needs {' or '.join(s.value for s in states)}")
+                f"reset rig is {self.state.value}; this needs {' or '.join(s.value for s in states)}"
+            )
 
     def _run(self, call: Callable[[RigClient], None], what: str) -> None:
         client = self._client
@@ -303,9 +321,13 @@ def make_rig_client(config: RigNodeConfig) -> RigClient:
     """The reset-rig client the node configures: the serial ResetRig, or the in-process fake."""
     from meld_core.hardware.reset_rig import ResetRig, ResetRigConfig
 
-    rig_config = ResetRigConfig(port=config.port if config.driver == "serial" else "fake", baudrate=config.baud,
-                                connect_timeout_s=config.connect_timeout_s, home_timeout_s=config.home_timeout_s,
-                                move_timeout_s=config.move_timeout_s)
+    rig_config = ResetRigConfig(
+        port=config.port if config.driver == "serial" else "fake",
+        baudrate=config.baud,
+        connect_timeout_s=config.connect_timeout_s,
+        home_timeout_s=config.home_timeout_s,
+        move_timeout_s=config.move_timeout_s,
+    )
     if config.driver == "fake":
         from meld_core.testing.fake_reset_rig import FakeResetRig
 

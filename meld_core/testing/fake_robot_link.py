@@ -17,9 +17,17 @@ import numpy as np
 class FakeRobotLink:
     """Implements `meld_core.envs.remote.RobotLink`."""
 
-    def __init__(self, num_joints: int = 5, camera_hz: float = 30.0, joint_state_hz: float = 100.0,
-                 image_shape: tuple[int, int] = (48, 64), home: np.ndarray | None = None,
-                 home_duration_s: float = 1.0, rig_duration_s: float = 2.0, start_time: float = 1000.0) -> None:
+    def __init__(
+        self,
+        num_joints: int = 5,
+        camera_hz: float = 30.0,
+        joint_state_hz: float = 100.0,
+        image_shape: tuple[int, int] = (48, 64),
+        home: np.ndarray | None = None,
+        home_duration_s: float = 1.0,
+        rig_duration_s: float = 2.0,
+        start_time: float = 1000.0,
+    ) -> None:
         self.t = start_time
         self.camera_hz = camera_hz
         self.joint_state_hz = joint_state_hz
