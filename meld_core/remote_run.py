@@ -91,14 +91,35 @@ def training_config(cfg: AgentRunConfig) -> Any:
     return preset_config(cfg.env, cfg.preset, cfg.stage, offline, **overrides)
 
 
+def family_facts(env_config: Any) -> dict[str, Any]:
+    """Rates, sizes, action scaling and task lists of a task family, without building its simulator."""
+    from meld_core.envs.widowx_insertion import WidowXInsertionConfig, make_tasks
+
+    if not isinstance(env_config, WidowXInsertionConfig):
+        raise ValueError(f"the robot runs the widowx_insertion family; this run's env config is a "
+                         f"{type(env_config).__name__}")
+    return {
+        "control_hz": float(env_config.control_hz),
+        "episode_length": int(env_config.episode_length),
+        "image_size": int(env_config.image_size),
+        "action_scale": (float(env_config.action_scale),) * len(env_config.home_q),
+        "train_tasks": make_tasks(env_config, "train"),
+        "eval_tasks": make_tasks(env_config, "eval"),
+    }
+
+
 def insertion_reward_fn(env_config: Any) -> RewardFn:
-    """reward(q, task): forward kinematics of the measured joints to the plug tip vs the task's port."""
+    """reward(q, task): forward kinematics of the measured joints to the plug tip vs the task's port,
+    on the same URDF (ports, pitch, clearance) and with the same reward config as the simulation."""
     from meld_core.robot.kinematics import WidowXKinematics
     from meld_core.robot.reward import RigGeometry, insertion_reward
+    from meld_core.robot.urdf import UrdfModel, expand_xacro
 
-    kinematics = WidowXKinematics.from_urdf()
-    rig = RigGeometry.from_urdf()
-    reward_cfg = getattr(env_config, "reward", None)
+    urdf = UrdfModel.from_xml(expand_xacro(num_ports=env_config.num_ports, port_pitch=env_config.port_pitch_m,
+                                           port_clearance=env_config.port_clearance_m))
+    kinematics = WidowXKinematics(urdf)
+    rig = RigGeometry(urdf)
+    reward_cfg = env_config.reward
 
     def reward(q, task) -> tuple[float, float, bool, dict[str, Any]]:
         return insertion_reward(kinematics.tool_pose(q), rig.port_pose(task.params), reward_cfg)
@@ -106,20 +127,12 @@ def insertion_reward_fn(env_config: Any) -> RewardFn:
     return reward
 
 
-def remote_env_config(run_config: Any, io: RemoteEnvConfig) -> tuple[RemoteEnvConfig, Any]:
+def remote_env_config(run_config: Any, io: RemoteEnvConfig) -> tuple[RemoteEnvConfig, dict[str, Any]]:
     """`io` with the task family's facts (rates, lengths, image size, action scale) from the run."""
-    from meld_core.envs.widowx_insertion import family_facts
-
-    env_config = run_config.build_env_config()
-    facts = family_facts(env_config)
+    facts = family_facts(run_config.build_env_config())
     return dataclasses.replace(
-        io,
-        name=run_config.env,
-        control_hz=facts["control_hz"],
-        episode_length=facts["episode_length"],
-        image_size=facts["image_size"],
-        action_scale=tuple(facts["action_scale"]),
-    ), facts
+        io, name=run_config.env, control_hz=facts["control_hz"], episode_length=facts["episode_length"],
+        image_size=facts["image_size"], action_scale=tuple(facts["action_scale"])), facts
 
 
 def remote_env_factory(

@@ -36,7 +36,9 @@ def build_safety_filter(config: ArmBridgeConfig):
     if tuple(kinematics.joint_names) != tuple(config.joint_names):
         raise ArmBridgeError(f"URDF arm joints {kinematics.joint_names} differ from joint_names "
                              f"{config.joint_names}")
-    safety = SafetyConfig.from_kinematics(kinematics)
+    safety = SafetyConfig.from_kinematics(kinematics, workspace_min=config.workspace_min,
+                                          workspace_max=config.workspace_max, hold_time_s=config.hold_time_s,
+                                          deadman_period_s=config.deadman_period_s)
     return SafetyFilter(safety, kinematics)
 
 

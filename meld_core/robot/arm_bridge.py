@@ -56,7 +56,7 @@ class ArmBridgeConfig:
     tick_hz: float = 20.0  # rate at which the held command is re-filtered against the newest joint state
     joint_state_timeout_s: float = 0.25  # older joint states count as missing: zeros are sent
     profile_acceleration: int = 0  # velocity-mode Profile_Acceleration, 214.577 rev/min^2 units (0 = none)
-    home_positions: tuple[float, ...] = (0.0, 0.0, 0.0, 0.0, 0.0)  # home pose in rad, joint_names order
+    home_positions: tuple[float, ...] = (0.0, 0.225, -0.417, 1.762, 0.0)  # home pose, rad (the sim's home_q)
     home_gain: float = 1.5  # proportional gain of the homing velocity servo, 1/s
     home_max_speed: float = 0.8  # largest joint speed while homing, rad/s
     home_tolerance: float = 0.02  # homing ends when every joint is this close to home, rad
@@ -64,6 +64,9 @@ class ArmBridgeConfig:
     mode_service_timeout_s: float = 30.0  # how long to wait for xs_sdk's set_operating_modes service
     diagnostics_period_s: float = 1.0  # period of the /diagnostics status
     temperature_poll_s: float = 0.0  # read Present_Temperature via get_motor_registers every N s (0 = off)
+    workspace_min: tuple[float, ...] = (0.12, -0.25, 0.05)  # plug-tip box corner in base_link, m (safety filter)
+    workspace_max: tuple[float, ...] = (0.48, 0.25, 0.40)  # opposite corner of the plug-tip box, m
+    hold_time_s: float = 0.35  # the filter assumes a command may be held this long (>= control period)
 
     def __post_init__(self) -> None:
         if not self.robot_name or not self.group:
@@ -82,6 +85,11 @@ class ArmBridgeConfig:
                 raise ValueError(f"ArmBridgeConfig.{name} must be > 0, got {getattr(self, name)}")
         if self.deadman_period_s < 1.0 / self.tick_hz:
             raise ValueError("ArmBridgeConfig.deadman_period_s must be at least one tick (1 / tick_hz)")
+        if len(self.workspace_min) != 3 or len(self.workspace_max) != 3 or not all(
+                lo < hi for lo, hi in zip(self.workspace_min, self.workspace_max)):
+            raise ValueError("ArmBridgeConfig.workspace_min/max must be 3 values with min < max")
+        if not self.hold_time_s > 0:
+            raise ValueError("ArmBridgeConfig.hold_time_s must be > 0")
         if self.profile_acceleration < 0 or self.temperature_poll_s < 0:
             raise ValueError("ArmBridgeConfig.profile_acceleration and temperature_poll_s must be >= 0")
 
