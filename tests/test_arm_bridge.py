@@ -115,6 +115,15 @@ def test_deadman_sends_zeros_once_when_commands_stop(safety):
     assert bridge.tick(0.7)[0] == pytest.approx(0.2)
 
 
+def test_an_expiring_zero_command_is_not_a_deadman_trip(safety):
+    bridge = ready_bridge(safety, deadman_period_s=0.5)
+    bridge.on_command(JOINTS, [0.0] * 5, now=0.0)
+    bridge.tick(0.0)
+    bridge.on_joint_state(JOINTS, Q0, now=1.0)
+    assert bridge.tick(1.0) is None
+    assert bridge.deadman_trips == 0 and bridge.mode == Mode.IDLE
+
+
 def test_stale_joint_states_force_zeros(safety):
     bridge = ready_bridge(safety, joint_state_timeout_s=0.25)
     bridge.on_command(JOINTS, [0.2, 0, 0, 0, 0], now=0.0)

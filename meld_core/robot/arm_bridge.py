@@ -263,11 +263,13 @@ class ArmBridge:
         cfg = self.config
         if self.mode == Mode.COMMAND:
             if self._deadman.expired(now):
-                if not self._deadman_tripped:
+                # A held zero command expiring is not a trip: there was nothing to stop.
+                if np.any(self._command != 0):
                     self.deadman_trips += 1
                     self._deadman_tripped = True
                     log.warning("arm bridge: no command for %.2f s (deadman %.2f s): sending zeros",
                                 self._deadman.age(now), cfg.deadman_period_s)
+                self.mode = Mode.IDLE
                 return zeros
             return self._command
         if self.mode == Mode.HOMING:
