@@ -64,7 +64,7 @@ class ArmBridgeConfig:
     mode_service_timeout_s: float = 30.0  # how long to wait for xs_sdk's set_operating_modes service
     diagnostics_period_s: float = 1.0  # period of the /diagnostics status
     temperature_poll_s: float = 0.0  # read Present_Temperature via get_motor_registers every N s (0 = off)
-    workspace_min: tuple[float, ...] = (0.12, -0.25, 0.05)  # plug-tip box corner in base_link, m (safety filter)
+    workspace_min: tuple[float, ...] = (0.12, -0.25, 0.05)  # plug-tip box corner in base_link, m (safety)
     workspace_max: tuple[float, ...] = (0.48, 0.25, 0.40)  # opposite corner of the plug-tip box, m
     hold_time_s: float = 0.35  # the filter assumes a command may be held this long (>= control period)
 

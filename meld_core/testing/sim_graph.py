@@ -25,8 +25,16 @@ from meld_core.robot.arm_bridge import ArmBridge, ArmBridgeConfig
 class SimGraphLink:
     """Implements `meld_core.envs.remote.RobotLink` over SimRobot + ArmBridge."""
 
-    def __init__(self, env: SimEnvLike, control_hz: float, *, bridge_config: ArmBridgeConfig | None = None,
-                 sim_config: SimRobotConfig | None = None, safety_filter=None, start_time: float = 100.0) -> None:
+    def __init__(
+        self,
+        env: SimEnvLike,
+        control_hz: float,
+        *,
+        bridge_config: ArmBridgeConfig | None = None,
+        sim_config: SimRobotConfig | None = None,
+        safety_filter=None,
+        start_time: float = 100.0,
+    ) -> None:
         self.robot = SimRobot(sim_config or SimRobotConfig(), env)
         self.bridge_config = bridge_config or ArmBridgeConfig()
         if safety_filter is None:
@@ -35,9 +43,16 @@ class SimGraphLink:
 
             kin = WidowXKinematics.from_urdf()
             c = self.bridge_config
-            safety_filter = SafetyFilter(SafetyConfig.from_kinematics(
-                kin, workspace_min=c.workspace_min, workspace_max=c.workspace_max, hold_time_s=c.hold_time_s,
-                deadman_period_s=c.deadman_period_s), kin)
+            safety_filter = SafetyFilter(
+                SafetyConfig.from_kinematics(
+                    kin,
+                    workspace_min=c.workspace_min,
+                    workspace_max=c.workspace_max,
+                    hold_time_s=c.hold_time_s,
+                    deadman_period_s=c.deadman_period_s,
+                ),
+                kin,
+            )
         self.bridge = ArmBridge(self.bridge_config, safety_filter)
         self.joints = self.bridge_config.joint_names
         self.t = start_time
@@ -126,6 +141,7 @@ class SimGraphLink:
         while self.robot.rig_state != "idle" and self.t < deadline:
             self._run_until(self.t + 0.1)
         if self.robot.rig_state != "idle" or not (
-                math.isclose(self.robot.rig_position[0], rotation_deg, abs_tol=1e-6)
-                and math.isclose(self.robot.rig_position[1], translation_mm, abs_tol=1e-6)):
+            math.isclose(self.robot.rig_position[0], rotation_deg, abs_tol=1e-6)
+            and math.isclose(self.robot.rig_position[1], translation_mm, abs_tol=1e-6)
+        ):
             raise RobotTimeoutError(f"simulated rig did not reach {rotation_deg}, {translation_mm}")
