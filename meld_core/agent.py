@@ -1,0 +1,307 @@
+"""`MeldAgent`: the latent state model and SAC together, with the online belief filter.
+
+Control loop (one call per frame, at the control rate)::
+
+    agent.reset_belief()                       # start of a trial only
+    for episode in trial:
+        obs = env.reset()
+        a = agent.act(obs.image, 0.0, episode_start=True)
+        for t in range(T):
+            obs = env.step(a)
+            a = agent.act(obs.image, reward_of(obs), episode_start=False)
+        # the last `a` is the boundary action: stored in replay, not executed
+
+The filter does one posterior step per frame: the trial's first frame uses the first-step
+networks; every later frame (the reset frame of a later episode included) uses the step networks
+with the previous z2 sample and the previous action, exactly as the model is trained on trials.
+
+Learning: `update_model(batch)` is one Adam step on the negative ELBO of a model batch;
+`update_actor_critic(batch)` recomputes the posterior beliefs of a trial pool without gradient
+(reference: fresh every AC step, never cached), draws `batch_size` transitions i -> i+1 with
+replacement among those that do not cross an episode boundary, and does one SAC step. Actor-critic
+losses never reach the model.
+
+Precision: learner convolutions run under bf16 autocast on CPU (`DeviceConfig.cpu_bf16`) and on
+CUDA (`cuda_amp`); `act()` always runs fp32.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from meld_core.config import DeviceConfig, ModelConfig, SACConfig
+from meld_core.model import FilterState, LatentModel, count_parameters, model_parameter_counts
+from meld_core.replay import TorchTrialBatch, TrialBatch
+from meld_core.sac import SAC, Transitions
+
+log = logging.getLogger(__name__)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device {name!r} requested but CUDA is not available; use device 'cpu' or 'auto'")
+    return device
+
+
+class MeldAgent:
+    """MELD agent: model + SAC + online filter. See the module docstring for the protocol."""
+
+    def __init__(
+        self,
+        model_cfg: ModelConfig,
+        sac_cfg: SACConfig,
+        action_dim: int,
+        device: str | DeviceConfig = "cpu",
+        seed: int = 0,
+    ):
+        self.model_cfg = model_cfg
+        self.sac_cfg = sac_cfg
+        self.action_dim = int(action_dim)
+        self.device_cfg = DeviceConfig(device=device) if isinstance(device, str) else device
+        self.device = resolve_device(self.device_cfg.device)
+        cuda = self.device.type == "cuda"
+        if self.device_cfg.num_threads is not None and not cuda:
+            torch.set_num_threads(self.device_cfg.num_threads)
+        if cuda:
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
+            torch.backends.cudnn.benchmark = True
+        # Seeds the process-wide torch RNG (sampling in the filter and the policy draws from it).
+        torch.manual_seed(seed)
+
+        self._amp_dtype: torch.dtype | None = None
+        if cuda and self.device_cfg.cuda_amp:
+            if torch.cuda.is_bf16_supported():
+                self._amp_dtype = torch.bfloat16
+            else:
+                log.warning("bf16 is not supported on %s; learner runs in fp32", self.device)
+        elif not cuda and self.device_cfg.cpu_bf16:
+            self._amp_dtype = torch.bfloat16
+        self._amp_on = True
+
+        self.model = LatentModel(model_cfg, self.action_dim).to(self.device)
+        if self.device_cfg.channels_last:
+            self.model.encoder.to(memory_format=torch.channels_last)
+            self.model.decoder.to(memory_format=torch.channels_last)
+        self.model.amp = self._conv_amp
+        self.model_opt = torch.optim.Adam(self.model.parameters(), lr=model_cfg.lr, eps=model_cfg.adam_eps)
+        self.sac = SAC(sac_cfg, model_cfg.belief_size, self.action_dim).to(self.device)
+        self._sampler = torch.Generator(device=self.device)
+        self._sampler.manual_seed(seed + 1)
+        self.model_updates = 0
+        self.ac_updates = 0
+        self._state: FilterState | None = None
+        self._prev_action: torch.Tensor | None = None
+
+    # ------------------------------------------------------------------ precision
+    @contextlib.contextmanager
+    def _conv_amp(self) -> Iterator[None]:
+        if self._amp_dtype is None or not self._amp_on:
+            yield
+            return
+        with torch.autocast(self.device.type, dtype=self._amp_dtype):
+            yield
+
+    @contextlib.contextmanager
+    def _fp32(self) -> Iterator[None]:
+        previous, self._amp_on = self._amp_on, False
+        try:
+            yield
+        finally:
+            self._amp_on = previous
+
+    # ------------------------------------------------------------------ online filter
+    def reset_belief(self) -> None:
+        """Forget the belief: the next frame is the first frame of a new trial."""
+        self._state = None
+        self._prev_action = None
+
+    def observe(
+        self,
+        image: np.ndarray,
+        reward: float,
+        *,
+        episode_start: bool,
+        prev_action: np.ndarray | None = None,
+        noise: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> np.ndarray:
+        """One posterior step on a new frame; returns the belief.
+
+        `prev_action` overrides the action taken at the previous frame (default: the last action
+        `act()` returned); `noise` = (eps1 (1, z1), eps2 (1, z2)) fixes the posterior samples.
+        """
+        expected = tuple(self.model_cfg.image_shape)
+        if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.shape != expected:
+            got = (getattr(image, "dtype", type(image).__name__), getattr(image, "shape", None))
+            raise ValueError(f"image must be uint8 with shape {expected}, got {got}")
+        reward = float(reward)
+        if not np.isfinite(reward):
+            raise ValueError(f"reward must be finite, got {reward}")
+        if self._state is None and not episode_start:
+            raise RuntimeError(
+                "the belief was reset but this frame is not an episode start; call reset_belief() only at "
+                "the start of a trial, then pass episode_start=True"
+            )
+        with torch.inference_mode(), self._fp32():
+            img = torch.from_numpy(image).to(self.device)[None]
+            rew = None
+            if self.model_cfg.reward_input != "none":
+                rew = torch.tensor([reward], device=self.device)
+            feats = self.model.encode(img, rew)
+            a_prev = None
+            if self._state is not None:
+                if prev_action is not None:
+                    a_prev = torch.as_tensor(prev_action, dtype=torch.float32, device=self.device)
+                    a_prev = a_prev.reshape(1, -1)
+                elif self._prev_action is not None:
+                    a_prev = self._prev_action
+                else:
+                    raise RuntimeError("no previous action: call act() on every frame, or pass prev_action")
+            self._state = self.model.filter_step(feats, self._state, a_prev, noise)
+            self._prev_action = None
+        return self.belief()
+
+    def act(
+        self, image: np.ndarray, reward: float, *, episode_start: bool, deterministic: bool = False
+    ) -> np.ndarray:
+        """Filter the new frame, then return the policy's action (A,) float32 in [-1, 1].
+
+        `reward` is the reward of the transition into this frame as the posterior should see it
+        (dense or sparse per `ModelConfig.reward_input`; 0 on reset frames; ignored for "none").
+        Sampled by default (the reference samples during evaluation too); `deterministic` takes tanh(mean).
+        """
+        self.observe(image, reward, episode_start=episode_start)
+        assert self._state is not None
+        with torch.inference_mode():
+            action = self.sac.actor(self._state.belief(), deterministic=deterministic)
+        self._prev_action = action
+        return action[0].float().cpu().numpy()
+
+    def belief(self) -> np.ndarray:
+        """The actor's input at the current frame: [z1 mean, z1 std, z2 mean, z2 std]."""
+        if self._state is None:
+            raise RuntimeError("no belief yet: call act() (or observe()) on a frame first")
+        return self._state.belief()[0].float().cpu().numpy()
+
+    def predicted_reward(self) -> tuple[float, float]:
+        """Reward decoder (mean, std) at the filter's current posterior sample (z1, z2)."""
+        if self._state is None:
+            raise RuntimeError("no belief yet: call act() (or observe()) on a frame first")
+        with torch.inference_mode():
+            dist = self.model.reward_distribution(self._state.z1, self._state.z2)
+            return float(dist.mean[0]), float(dist.stddev[0])
+
+    # ------------------------------------------------------------------ learning
+    def _to_torch(self, batch: TrialBatch | TorchTrialBatch) -> TorchTrialBatch:
+        if isinstance(batch, TrialBatch):
+            if tuple(batch.images.shape[2:]) != tuple(self.model_cfg.image_shape):
+                raise ValueError(f"batch images are {batch.images.shape[2:]}, model expects "
+                                 f"{self.model_cfg.image_shape}")
+            return batch.to_torch(self.device)
+        return batch
+
+    def update_model(self, batch: TrialBatch | TorchTrialBatch) -> dict[str, float]:
+        """One gradient step on the negative ELBO of `batch`; returns the model metrics."""
+        tb = self._to_torch(batch)
+        loss, metrics = self.model.elbo(tb.images, tb.actions, tb.dense, tb.sparse)
+        self.model_opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.model_cfg.grad_clip is not None:
+            params = self.model.parameters()
+            metrics["model_grad_norm"] = nn.utils.clip_grad_norm_(params, self.model_cfg.grad_clip)
+        self.model_opt.step()
+        self.model_updates += 1
+        return _to_floats(metrics)
+
+    def ac_transitions(self, tb: TorchTrialBatch) -> Transitions:
+        """Beliefs of the trial pool (no gradient) and `batch_size` valid transitions drawn from it."""
+        with torch.no_grad():
+            beliefs = self.model.beliefs(tb.images, tb.actions, tb.dense, tb.sparse)  # (B, L, D)
+            b, length = beliefs.shape[:2]
+            if length < 2:
+                raise ValueError("AC batches need trials of at least 2 frames")
+            valid = ~tb.episode_start[:, 1:]  # transition i -> i+1 stays inside an episode
+            idx = torch.multinomial(valid.reshape(-1).float(), self.sac_cfg.batch_size, replacement=True,
+                                    generator=self._sampler)
+            bi, ti = idx // (length - 1), idx % (length - 1)
+            rewards = tb.dense[bi, ti] if self.sac_cfg.td_reward == "current" else tb.dense[bi, ti + 1]
+            actions = tb.actions[bi, ti].float()
+            return Transitions(beliefs[bi, ti], actions, rewards.float(), beliefs[bi, ti + 1])
+
+    def update_actor_critic(self, batch: TrialBatch | TorchTrialBatch) -> dict[str, float]:
+        """One SAC step on transitions drawn from `batch` (a trial pool); the model is untouched."""
+        transitions = self.ac_transitions(self._to_torch(batch))
+        metrics = self.sac.update(transitions)
+        self.ac_updates += 1
+        return _to_floats(metrics)
+
+    # ------------------------------------------------------------------ bookkeeping
+    def num_parameters(self) -> dict[str, int]:
+        counts = model_parameter_counts(self.model)
+        counts["actor"] = count_parameters(self.sac.actor)
+        counts["critic"] = count_parameters(self.sac.critic)
+        counts["total"] = counts["model_total"] + counts["actor"] + counts["critic"] + 1
+        return counts
+
+    def state_dict(self) -> dict[str, Any]:
+        """Networks, targets, optimisers, RNG states and counters (torch.save-able)."""
+        rng: dict[str, Any] = {"torch": torch.get_rng_state(), "sampler": self._sampler.get_state()}
+        if self.device.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state(self.device)
+        return {
+            "config": {"model": dataclasses.asdict(self.model_cfg), "sac": dataclasses.asdict(self.sac_cfg),
+                       "action_dim": self.action_dim},
+            "model": self.model.state_dict(),
+            "sac": self.sac.state_dict(),
+            "model_opt": self.model_opt.state_dict(),
+            **{name: opt.state_dict() for name, opt in self.sac.optimizers().items()},
+            "counters": {"model_updates": self.model_updates, "ac_updates": self.ac_updates},
+            "rng": rng,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore everything `state_dict` saved; the belief is reset."""
+        cfg = state["config"]
+        mine = {"model": dataclasses.asdict(self.model_cfg), "sac": dataclasses.asdict(self.sac_cfg),
+                "action_dim": self.action_dim}
+        if _normalise(cfg["model"]) != _normalise(mine["model"]) or cfg["action_dim"] != self.action_dim:
+            raise ValueError("checkpoint was saved with a different model config or action_dim; build the "
+                             f"agent from the checkpoint's config: {cfg}")
+        self.model.load_state_dict(state["model"])
+        self.sac.load_state_dict(state["sac"])
+        self.model_opt.load_state_dict(state["model_opt"])
+        for name, opt in self.sac.optimizers().items():
+            opt.load_state_dict(state[name])
+        self.model_updates = int(state["counters"]["model_updates"])
+        self.ac_updates = int(state["counters"]["ac_updates"])
+        torch.set_rng_state(state["rng"]["torch"].cpu())
+        self._sampler.set_state(state["rng"]["sampler"].cpu())
+        if "cuda" in state["rng"] and self.device.type == "cuda":
+            torch.cuda.set_rng_state(state["rng"]["cuda"].cpu(), self.device)
+        self.reset_belief()
+
+
+def _normalise(d: Any) -> Any:
+    if isinstance(d, dict):
+        return {k: _normalise(v) for k, v in d.items()}
+    if isinstance(d, (list, tuple)):
+        return [_normalise(v) for v in d]
+    return d
+
+
+def _to_floats(metrics: dict[str, torch.Tensor]) -> dict[str, float]:
+    """One device sync for all metrics."""
+    names = list(metrics)
+    values = torch.stack([metrics[k].detach().float().reshape(()) for k in names]).tolist()
+    return dict(zip(names, values))

@@ -1,0 +1,344 @@
+"""Configuration dataclasses: one frozen dataclass per component, documented field by field.
+
+Defaults are the runnable settings of the MELD reference code (the `2_*` experiment files; see
+`shared/reference/meld-reference-implementation.md`). Every dataclass round-trips through YAML:
+`dataclasses.asdict(cfg)` gives plain data and `config_from_dict(cls, d)` rebuilds it (nested
+dataclasses and tuples included), rejecting unknown keys.
+
+Owners: ModelConfig, SACConfig, ReplayConfig, DeviceConfig and `config_from_dict` (core);
+training configuration and presets are appended at the end of this file (trainer).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+REWARD_INPUTS = ("dense", "sparse", "none")
+REWARD_TARGETS = ("dense", "sparse")
+TD_REWARD_FRAMES = ("current", "next")
+
+
+def supported_image_shape(image_shape: tuple[int, int, int]) -> None:
+    """Raise ValueError unless the encoder/decoder can handle `image_shape` = (H, W, 3).
+
+    Supported: H and W multiples of 16 with H == W (one camera, square kernels as the reference's
+    64x64 encoder) or H == 2 * W (two cameras stacked vertically, the reference's tall kernels), e.g.
+    (64, 64, 3), (128, 64, 3), (32, 32, 3), (64, 32, 3), (16, 16, 3).
+    """
+    if len(image_shape) != 3 or image_shape[2] != 3:
+        raise ValueError(f"image_shape must be (H, W, 3), got {image_shape}")
+    h, w, _ = image_shape
+    if h % 16 or w % 16 or h < 16 or w < 16 or h not in (w, 2 * w):
+        raise ValueError(
+            f"unsupported image_shape {tuple(image_shape)}: H and W must be multiples of 16 with H == W "
+            "(one camera, e.g. (64, 64, 3)) or H == 2*W (two cameras stacked, e.g. (128, 64, 3)); "
+            "resize the camera images to such a shape"
+        )
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Latent state model (encoder, decoder, reward decoder, priors and posteriors, ELBO).
+
+    Deliberate differences from the reference: the loss is not divided by num_tasks_per_train
+    (a constant factor, cosmetic under Adam); conv 'SAME' padding is symmetric (TF pads the extra
+    row/column at the end), which changes no shape.
+    """
+
+    image_shape: tuple[int, int, int] = (128, 64, 3)  # (H, W, C); two 64x64 cameras stacked: scene on top
+    latent1_size: int = 64  # z1 size (reference 2_* files: 64; shelf 128)
+    latent2_size: int = 32  # z2 size (reference 2_* files: 32; shelf 64)
+    base_depth: int = 64  # conv filter unit bd: encoder bd,2bd,4bd,8bd,8bd; features 8*bd
+    hidden_size: int | None = None  # hidden units of every latent/reward MLP (2 layers); None -> 8*base_depth
+    leaky_relu_slope: float = 0.2  # leaky-ReLU slope everywhere in the model (TF default 0.2)
+    std_offset: float = 1e-5  # latent std = softplus(raw) + std_offset (no other clamp, as the reference)
+    decoder_std: float = math.sqrt(0.1)  # fixed per-pixel std of the image likelihood
+    reward_tile: int = 32  # the scalar reward is repeated this many times and appended to the features
+    reward_input: str = "dense"  # reward the posterior sees: "dense", "sparse" or "none" (SLAC-like)
+    reward_target: str = "dense"  # reward the reward decoder reconstructs: "dense" or "sparse"
+    reward_decoder_std: float | None = 0.2  # fixed reward-likelihood std; None -> learned (softplus)
+    reward_loss_weight: float = 10.0  # ELBO weight of the reward log-likelihood (Sawyer 10, cheetah 16)
+    lr: float = 1e-4  # Adam learning rate of the whole model (encoder included)
+    adam_eps: float = 1e-8  # Adam epsilon (tf.compat.v1.train.AdamOptimizer default)
+    grad_clip: float | None = None  # global grad-norm clip; reference: none
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "image_shape", tuple(int(x) for x in self.image_shape))
+        supported_image_shape(self.image_shape)
+        for name in ("latent1_size", "latent2_size", "base_depth"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"ModelConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if self.hidden_size is not None and self.hidden_size < 1:
+            raise ValueError(f"ModelConfig.hidden_size must be >= 1 or None, got {self.hidden_size}")
+        if self.reward_tile < 1:
+            raise ValueError(f"ModelConfig.reward_tile must be >= 1, got {self.reward_tile}")
+        if self.reward_input not in REWARD_INPUTS:
+            raise ValueError(
+                f"ModelConfig.reward_input must be one of {REWARD_INPUTS}, got {self.reward_input!r}"
+            )
+        if self.reward_target not in REWARD_TARGETS:
+            raise ValueError(
+                f"ModelConfig.reward_target must be one of {REWARD_TARGETS}, got {self.reward_target!r}"
+            )
+        for name in ("decoder_std", "lr", "adam_eps", "std_offset"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"ModelConfig.{name} must be > 0, got {getattr(self, name)}")
+        if self.reward_decoder_std is not None and not self.reward_decoder_std > 0:
+            raise ValueError(
+                f"ModelConfig.reward_decoder_std must be > 0 or None, got {self.reward_decoder_std}"
+            )
+        if self.reward_loss_weight < 0:
+            raise ValueError(f"ModelConfig.reward_loss_weight must be >= 0, got {self.reward_loss_weight}")
+        if self.grad_clip is not None and not self.grad_clip > 0:
+            raise ValueError(f"ModelConfig.grad_clip must be > 0 or None, got {self.grad_clip}")
+        if not 0 < self.leaky_relu_slope < 1:
+            raise ValueError(f"ModelConfig.leaky_relu_slope must be in (0, 1), got {self.leaky_relu_slope}")
+
+    @property
+    def hidden(self) -> int:
+        return self.hidden_size if self.hidden_size is not None else 8 * self.base_depth
+
+    @property
+    def feature_size(self) -> int:
+        return 8 * self.base_depth
+
+    @property
+    def belief_size(self) -> int:
+        """Size of the actor/critic input [z1 mean, z1 std, z2 mean, z2 std]."""
+        return 2 * (self.latent1_size + self.latent2_size)
+
+
+@dataclass(frozen=True)
+class SACConfig:
+    """Soft actor-critic on the belief (reference `train_eval` defaults; SLAC network details).
+
+    Deliberate difference: `target_init_copy=True` copies the critics into their targets at start;
+    the reference never does (its targets start from their own random init and Polyak towards the
+    critics, section 7.10); set False to reproduce that.
+    """
+
+    actor_hidden: tuple[int, ...] = (512, 512)  # actor MLP (ReLU); reference: 512x2 peg/buttons, 256x2 others
+    critic_hidden: tuple[int, ...] = (512, 512)  # each critic's joint MLP on [belief, action] (ReLU)
+    actor_lr: float = 3e-4  # Adam learning rate of the actor
+    critic_lr: float = 3e-4  # Adam learning rate of both critics
+    alpha_lr: float = 3e-4  # Adam learning rate of log(alpha)
+    adam_eps: float = 1e-8  # Adam epsilon (TF v1 default)
+    gamma: float = 0.99  # discount
+    tau: float = 0.005  # Polyak rate of the target critics, applied every AC step
+    initial_alpha: float = 1.0  # initial temperature (reference initial log alpha 0)
+    target_entropy: float | None = None  # None -> -action_dim
+    log_std_min: float = -20.0  # actor log-std clip (SLAC)
+    log_std_max: float = 2.0  # actor log-std clip (SLAC)
+    reward_scale: float = 1.0  # multiplies the TD reward
+    td_loss_weight: float = 0.5  # critic loss = weight * MSE, summed over both critics
+    batch_size: int = 512  # transitions per AC step (ac_bs_in_steps), drawn with replacement
+    td_reward: str = "current"  # TD reward of i->i+1: "current" = frame i's (reference 7.1), "next" = i+1's
+    target_init_copy: bool = True  # copy critics into targets at start (reference: False, see docstring)
+    grad_clip: float | None = None  # global grad-norm clip for actor and critic; reference: none
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "actor_hidden", tuple(int(x) for x in self.actor_hidden))
+        object.__setattr__(self, "critic_hidden", tuple(int(x) for x in self.critic_hidden))
+        for name in ("actor_hidden", "critic_hidden"):
+            if not getattr(self, name) or min(getattr(self, name)) < 1:
+                raise ValueError(f"SACConfig.{name} must be a non-empty tuple of positive ints")
+        for name in ("actor_lr", "critic_lr", "alpha_lr", "adam_eps", "initial_alpha", "reward_scale"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"SACConfig.{name} must be > 0, got {getattr(self, name)}")
+        if not 0 <= self.gamma <= 1:
+            raise ValueError(f"SACConfig.gamma must be in [0, 1], got {self.gamma}")
+        if not 0 < self.tau <= 1:
+            raise ValueError(f"SACConfig.tau must be in (0, 1], got {self.tau}")
+        if self.log_std_min >= self.log_std_max:
+            raise ValueError("SACConfig.log_std_min must be < log_std_max")
+        if self.batch_size < 1:
+            raise ValueError(f"SACConfig.batch_size must be >= 1, got {self.batch_size}")
+        if self.td_reward not in TD_REWARD_FRAMES:
+            raise ValueError(f"SACConfig.td_reward must be one of {TD_REWARD_FRAMES}, got {self.td_reward!r}")
+        if self.td_loss_weight <= 0:
+            raise ValueError(f"SACConfig.td_loss_weight must be > 0, got {self.td_loss_weight}")
+        if self.grad_clip is not None and not self.grad_clip > 0:
+            raise ValueError(f"SACConfig.grad_clip must be > 0 or None, got {self.grad_clip}")
+
+
+@dataclass(frozen=True)
+class ReplayConfig:
+    """Per-task episodic replay and how trial batches are formed (reference section 3.2)."""
+
+    capacity_episodes_per_task: int = 10000  # newest episodes kept in memory per task (reference: 10 000)
+    num_tasks_per_train: int = 20  # tasks drawn (uniformly, with replacement) per gradient step
+    trials_per_task: int = 1  # trials per drawn task (train_trials_per_task)
+    model_batch_frames: int = 512  # model_bs_in_steps: the model batch has this // trial_length trials
+    offline_ratio: float = 0.3  # stage 2: probability that an episode slot is taken from offline data
+    compress_on_disk: bool = True  # np.savez_compressed for episode files (images compress ~3-5x)
+    fsync: bool = True  # fsync each episode file before the rename (crash-safe on power loss too)
+
+    def __post_init__(self) -> None:
+        names = ("capacity_episodes_per_task", "num_tasks_per_train", "trials_per_task", "model_batch_frames")
+        for name in names:
+            if getattr(self, name) < 1:
+                raise ValueError(f"ReplayConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if not 0 <= self.offline_ratio <= 1:
+            raise ValueError(f"ReplayConfig.offline_ratio must be in [0, 1], got {self.offline_ratio}")
+
+
+DEVICES = ("cpu", "cuda", "auto")
+
+
+@dataclass(frozen=True)
+class DeviceConfig:
+    """Where and in which precision the networks run.
+
+    CPU: bf16 autocast is applied to the conv encoder/decoder only (the latent MLPs, KL and
+    likelihoods stay fp32); `act()` at batch 1 always runs fp32. CUDA: bf16 autocast (no grad
+    scaler needed), TF32 matmuls, cudnn autotuning, pinned host memory with non-blocking copies.
+    """
+
+    device: str = "auto"  # "cpu", "cuda" (or "cuda:N") or "auto" (cuda when available)
+    channels_last: bool = True  # NHWC memory format for the conv encoder/decoder
+    cpu_bf16: bool = True  # bf16 autocast of learner convolutions on CPU (helps with AVX512-BF16/AMX)
+    cuda_amp: bool = True  # bf16 autocast on CUDA (falls back to fp32 where bf16 is unsupported)
+    num_threads: int | None = None  # torch.set_num_threads on CPU; None leaves torch's default
+
+    def __post_init__(self) -> None:
+        if self.device not in DEVICES and not self.device.startswith("cuda:"):
+            raise ValueError(f"DeviceConfig.device must be one of {DEVICES} or 'cuda:N', got {self.device!r}")
+        if self.num_threads is not None and self.num_threads < 1:
+            raise ValueError(f"DeviceConfig.num_threads must be >= 1 or None, got {self.num_threads}")
+
+
+def _rebuild(tp: Any, value: Any, where: str) -> Any:
+    """Rebuild `value` (plain YAML data) into the annotated type `tp`."""
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp) and isinstance(tp, type):
+        if isinstance(value, tp):
+            return value
+        if not isinstance(value, Mapping):
+            raise ValueError(f"{where}: expected a mapping for {tp.__name__}, got {type(value).__name__}")
+        return config_from_dict(tp, value, _where=where)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _rebuild(arg, value, where)
+            except (TypeError, ValueError):
+                continue
+        return value
+    if origin is tuple and isinstance(value, (list, tuple)):
+        args = typing.get_args(tp)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_rebuild(args[0], v, where) for v in value)
+        if args and len(args) == len(value):
+            return tuple(_rebuild(a, v, where) for a, v in zip(args, value))
+        return tuple(value)
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
+def config_from_dict(cls: type, d: Mapping[str, Any], *, _where: str | None = None) -> Any:
+    """Build dataclass `cls` from `d` (e.g. `dataclasses.asdict` output loaded back from YAML).
+
+    Nested dataclasses and tuples are rebuilt recursively; missing keys take their defaults;
+    unknown keys raise ValueError naming them and the valid ones.
+    """
+    where = _where or cls.__name__
+    if not dataclasses.is_dataclass(cls):
+        raise TypeError(f"config_from_dict needs a dataclass type, got {cls!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    unknown = sorted(set(d) - set(fields))
+    if unknown:
+        raise ValueError(f"{where}: unknown key(s) {unknown}; valid keys are {sorted(fields)}")
+    kwargs = {name: _rebuild(hints[name], value, f"{where}.{name}") for name, value in d.items()}
+    return cls(**kwargs)
+
+
+# ---------------------------------------------------------------------------------------------
+# Training configuration (owner: trainer). Presets live in meld_core/presets.py.
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The meta-training schedule (reference section 3.1) and the run's side work.
+
+    Iteration = collect one trial on a sampled train task, then int(env steps just collected x
+    ratio) model and actor-critic gradient steps. Defaults are the reference's 2-episode sparse
+    buttons numbers.
+    """
+
+    episodes_per_trial: int = 2  # E: episodes per trial, the belief carried across their resets
+    init_collect_trials_per_task: int = 5  # random-policy trials per train task before learning
+    init_model_train_ratio: float = 0.3  # model pre-training steps = ratio x warm-up env steps
+    model_train_ratio: float = 0.8  # model steps per env step collected in an iteration
+    ac_train_ratio: float = 0.5  # actor-critic steps per env step collected in an iteration
+    tasks_to_collect_per_iter: int = 1  # train tasks (without replacement) visited per iteration
+    num_iterations: int = 100_000  # iterations after warm-up and pre-training (the run's budget)
+    stop_model_training_step: int | None = None  # freeze the model once global step reaches this; None: never
+    eval_interval: int = 100  # evaluate every this many iterations (and at the end)
+    eval_trials: int = 10  # trials per evaluation, on held-out tasks drawn without replacement (cycled)
+    eval_deterministic: bool = True  # act with the policy mean when evaluating (reference samples: False)
+    eval_at_start: bool = False  # evaluate the untrained policy first (the reference does)
+    video_trials: int = 2  # eval trials recorded as MP4 and reward-prediction plot
+    checkpoint_interval: int = 25  # checkpoint every this many iterations (and at stop and end)
+    keep_checkpoints: int = 3  # newest checkpoints kept on disk
+    log_interval: int = 10  # write training scalars every this many iterations
+    seed: int = 1  # seeds the trainer's task sampling, the warm-up policy and the agent
+
+    def __post_init__(self) -> None:
+        for name in ("episodes_per_trial", "init_collect_trials_per_task", "tasks_to_collect_per_iter",
+                     "eval_interval", "eval_trials", "checkpoint_interval", "keep_checkpoints", "log_interval"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"TrainConfig.{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("init_model_train_ratio", "model_train_ratio", "ac_train_ratio"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"TrainConfig.{name} must be >= 0, got {getattr(self, name)}")
+        if self.num_iterations < 0 or self.video_trials < 0:
+            raise ValueError("TrainConfig.num_iterations and video_trials must be >= 0")
+        if self.stop_model_training_step is not None and self.stop_model_training_step < 0:
+            raise ValueError("TrainConfig.stop_model_training_step must be >= 0 or None")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything a run needs; written to run_dir/config.yaml and read back by --resume and eval."""
+
+    env: str  # registered environment name (meld_core.envs.registry), e.g. "point_nav"
+    env_config: dict[str, Any]  # overrides of the environment's own config dataclass (plain YAML data)
+    model: ModelConfig  # latent state model
+    sac: SACConfig  # actor-critic
+    replay: ReplayConfig  # replay and batch formation
+    device: DeviceConfig  # where the networks run (not part of the run's identity: may change on resume)
+    train: TrainConfig  # schedule, evaluation, checkpoints
+    preset: str = "custom"  # the preset this config came from (informational)
+    offline_run: str | None = None  # stage 2: a stage-1 run directory whose episodes are offline data
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.env, str) or not self.env:
+            raise ValueError("RunConfig.env must be a registered environment name")
+        if not isinstance(self.env_config, Mapping):
+            raise ValueError(f"RunConfig.env_config must be a mapping, got {type(self.env_config).__name__}")
+        object.__setattr__(self, "env_config", dict(self.env_config))
+
+    def build_env_config(self) -> Any:
+        """The environment's config dataclass (unknown keys raise ValueError)."""
+        from meld_core.envs.registry import env_config_class
+
+        return config_from_dict(env_config_class(self.env), self.env_config)
+
+    def identity(self) -> dict[str, Any]:
+        """What makes two runs the same run (everything but the device)."""
+        d = dataclasses.asdict(self)
+        d.pop("device")
+        return d

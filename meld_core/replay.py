@@ -1,0 +1,383 @@
+"""Per-task episodic replay with crash-safe persistence, and trial batches as the reference forms them.
+
+An `Episode` holds T+1 frames: the reset frame, T steps, and the boundary action of frame T (produced
+by the policy, ignored by the environment). Rewards at index t are those of the transition *into*
+frame t (0 on the reset frame). `ReplayStore` keeps one store per task (the newest
+`capacity_episodes_per_task` in memory, images as uint8) and writes every added episode to
+`root/task_XXX/ep_XXXXXXXX.npz` through a temporary file and an atomic rename, so a crash loses at
+most the episode being collected; `ReplayStore.load` reads them back and skips (with a warning)
+files that are truncated or corrupt.
+
+Batches (reference section 3.2): a *pool* of `num_tasks_per_train * trials_per_task` trials, tasks
+drawn uniformly with replacement among tasks that have data, each trial `episodes_per_trial` random
+episodes of its task (drawn with replacement) laid end to end. The actor-critic batch uses the whole
+pool; the model batch draws `model_batch_frames // trial_length` trials from the pool with
+replacement. With an offline store attached (stage 2 of the sparse procedure) every episode slot is
+replaced, with probability `offline_ratio`, by an offline episode of the same task cut to the online
+length. Deliberate difference: the reference samples *all* tasks when offline data is loaded; here
+task selection stays uniform with replacement. Relabelling offline rewards is the caller's job
+(episodes are used with the rewards they were stored with).
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import logging
+import os
+import re
+import threading
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from meld_core.config import ReplayConfig
+
+log = logging.getLogger(__name__)
+
+_EP_RE = re.compile(r"^ep_(\d{8,})\.npz$")
+_TASK_RE = re.compile(r"^task_(\d{3,})$")
+
+
+@dataclass
+class Episode:
+    """One episode of T+1 frames (see the module docstring for the conventions)."""
+
+    images: np.ndarray  # uint8 (T+1, H, W, 3)
+    actions: np.ndarray  # float32 (T+1, A); the last one is the boundary action (ignored by the env)
+    dense_rewards: np.ndarray  # float32 (T+1,); index 0 (reset frame) is 0
+    sparse_rewards: np.ndarray  # float32 (T+1,); index 0 is 0
+    successes: np.ndarray  # bool (T+1,)
+    task_index: int  # index of the train task (one store per task)
+    episode_id: int = -1  # global id, increasing within a run (ReplayStore.next_episode_id())
+    meta: dict[str, Any] = field(default_factory=dict)  # JSON-serialisable extras, e.g. position_in_trial
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.images.shape[0])
+
+    @property
+    def num_steps(self) -> int:
+        return self.num_frames - 1
+
+    def validate(self, image_shape: tuple[int, ...] | None = None, action_dim: int | None = None) -> None:
+        """Raise ValueError on wrong shapes or dtypes (optionally against an expected spec)."""
+        n = self.images.shape[0] if self.images.ndim else 0
+        problems = []
+        if self.images.dtype != np.uint8 or self.images.ndim != 4 or self.images.shape[-1] != 3:
+            problems.append(f"images must be uint8 (T+1, H, W, 3), got {self.images.dtype} "
+                            f"{self.images.shape}")
+        if n < 2:
+            problems.append(f"an episode needs at least 2 frames (reset + one step), got {n}")
+        if image_shape is not None and tuple(self.images.shape[1:]) != tuple(image_shape):
+            problems.append(f"images are {tuple(self.images.shape[1:])}, expected {tuple(image_shape)}")
+        if self.actions.dtype != np.float32 or self.actions.ndim != 2 or self.actions.shape[0] != n:
+            problems.append(f"actions must be float32 (T+1, A), got {self.actions.dtype} "
+                            f"{self.actions.shape}")
+        elif action_dim is not None and self.actions.shape[1] != action_dim:
+            problems.append(f"actions have dimension {self.actions.shape[1]}, expected {action_dim}")
+        for name in ("dense_rewards", "sparse_rewards"):
+            arr = getattr(self, name)
+            if arr.dtype != np.float32 or arr.shape != (n,):
+                problems.append(f"{name} must be float32 (T+1,), got {arr.dtype} {arr.shape}")
+        if self.successes.dtype != np.bool_ or self.successes.shape != (n,):
+            problems.append(f"successes must be bool (T+1,), got {self.successes.dtype} "
+                            f"{self.successes.shape}")
+        if int(self.task_index) < 0:
+            problems.append(f"task_index must be >= 0, got {self.task_index}")
+        if not problems and not (np.isfinite(self.actions).all() and np.isfinite(self.dense_rewards).all()
+                                 and np.isfinite(self.sparse_rewards).all()):
+            problems.append("actions and rewards must be finite")
+        if problems:
+            raise ValueError("invalid Episode: " + "; ".join(problems))
+
+    def cut(self, num_frames: int) -> Episode:
+        """The first `num_frames` frames (offline episodes cut to the online length)."""
+        if num_frames > self.num_frames:
+            raise ValueError(f"cannot cut an episode of {self.num_frames} frames to {num_frames}")
+        return Episode(self.images[:num_frames], self.actions[:num_frames], self.dense_rewards[:num_frames],
+                       self.sparse_rewards[:num_frames], self.successes[:num_frames], self.task_index,
+                       self.episode_id, dict(self.meta))
+
+    # ------------------------------------------------------------------ disk format
+    def save(self, path: Path, *, compress: bool = True, fsync: bool = True) -> None:
+        """Write atomically: a temporary file in the same folder, then `os.replace`."""
+        path = Path(path)
+        tmp = path.with_name(f".{path.name}.tmp")
+        save = np.savez_compressed if compress else np.savez
+        with open(tmp, "wb") as f:
+            save(f, images=self.images, actions=self.actions, dense_rewards=self.dense_rewards,
+                 sparse_rewards=self.sparse_rewards, successes=self.successes,
+                 task_index=np.int64(self.task_index), episode_id=np.int64(self.episode_id),
+                 meta_json=np.array(json.dumps(self.meta)))
+            f.flush()
+            if fsync:
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+        if fsync:
+            dir_fd = os.open(path.parent, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+
+    @classmethod
+    def load(cls, path: Path) -> Episode:
+        """Read a file written by `save`; raises ValueError if it is truncated, corrupt or invalid."""
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                ep = cls(images=z["images"], actions=z["actions"], dense_rewards=z["dense_rewards"],
+                         sparse_rewards=z["sparse_rewards"], successes=z["successes"],
+                         task_index=int(z["task_index"]), episode_id=int(z["episode_id"]),
+                         meta=json.loads(str(z["meta_json"])))
+        except (OSError, EOFError, KeyError, zipfile.BadZipFile, ValueError, json.JSONDecodeError) as e:
+            raise ValueError(f"cannot read episode file {path}: {type(e).__name__}: {e}") from e
+        ep.validate()
+        return ep
+
+
+@dataclass
+class TrialBatch:
+    """Trials of E episodes laid end to end; L = (T+1) * E frames. numpy arrays."""
+
+    images: np.ndarray  # uint8 (B, L, H, W, 3)
+    actions: np.ndarray  # float32 (B, L, A)
+    dense: np.ndarray  # float32 (B, L)
+    sparse: np.ndarray  # float32 (B, L)
+    successes: np.ndarray  # bool (B, L)
+    episode_start: np.ndarray  # bool (B, L): frame 0 of each episode
+    task_index: np.ndarray  # int64 (B,)
+
+    @property
+    def batch_size(self) -> int:
+        return int(self.images.shape[0])
+
+    @property
+    def trial_length(self) -> int:
+        return int(self.images.shape[1])
+
+    def select(self, idx: np.ndarray) -> TrialBatch:
+        """Trials `idx` (with repeats allowed) as a new batch."""
+        return TrialBatch(self.images[idx], self.actions[idx], self.dense[idx], self.sparse[idx],
+                          self.successes[idx], self.episode_start[idx], self.task_index[idx])
+
+    def to_torch(self, device: str | torch.device = "cpu") -> TorchTrialBatch:
+        """Tensors on `device`; images stay uint8 (converted on the device). Pinned + async on CUDA."""
+        device = torch.device(device)
+        cuda = device.type == "cuda"
+
+        def move(a: np.ndarray) -> torch.Tensor:
+            t = torch.from_numpy(np.ascontiguousarray(a))
+            if cuda:
+                return t.pin_memory().to(device, non_blocking=True)
+            return t.to(device)
+
+        return TorchTrialBatch(move(self.images), move(self.actions), move(self.dense), move(self.sparse),
+                               move(self.successes), move(self.episode_start), move(self.task_index))
+
+
+@dataclass
+class TorchTrialBatch:
+    """`TrialBatch` as tensors (same names and shapes)."""
+
+    images: torch.Tensor
+    actions: torch.Tensor
+    dense: torch.Tensor
+    sparse: torch.Tensor
+    successes: torch.Tensor
+    episode_start: torch.Tensor
+    task_index: torch.Tensor
+
+
+def concat_trial(episodes: list[Episode]) -> dict[str, np.ndarray]:
+    """Lay episodes end to end (one trial)."""
+    starts = []
+    for ep in episodes:
+        s = np.zeros(ep.num_frames, dtype=bool)
+        s[0] = True
+        starts.append(s)
+    return {
+        "images": np.concatenate([e.images for e in episodes]),
+        "actions": np.concatenate([e.actions for e in episodes]),
+        "dense": np.concatenate([e.dense_rewards for e in episodes]),
+        "sparse": np.concatenate([e.sparse_rewards for e in episodes]),
+        "successes": np.concatenate([e.successes for e in episodes]),
+        "episode_start": np.concatenate(starts),
+    }
+
+
+def stack_trials(trials: list[list[Episode]]) -> TrialBatch:
+    """TrialBatch from lists of episodes; every trial must have the same total length."""
+    parts = [concat_trial(t) for t in trials]
+    lengths = {p["images"].shape[0] for p in parts}
+    if len(lengths) != 1:
+        raise ValueError(f"trials of different lengths {sorted(lengths)} cannot be batched; "
+                         "all episodes must have the same number of frames")
+    arrays = {k: np.stack([p[k] for p in parts]) for k in parts[0]}
+    task_index = np.array([t[0].task_index for t in trials], dtype=np.int64)
+    return TrialBatch(task_index=task_index, **arrays)
+
+
+class ReplayStore:
+    """One episodic store per task, persisted to `root` (if given) as episodes are added."""
+
+    def __init__(self, cfg: ReplayConfig, num_tasks: int, root: str | Path | None = None,
+                 offline: ReplayStore | None = None):
+        if num_tasks < 1:
+            raise ValueError(f"num_tasks must be >= 1, got {num_tasks}")
+        self.cfg = cfg
+        self.num_tasks = num_tasks
+        self.root = Path(root) if root is not None else None
+        self.offline = offline
+        self._stores: list[collections.deque[Episode]] = [
+            collections.deque(maxlen=cfg.capacity_episodes_per_task) for _ in range(num_tasks)
+        ]
+        self._next_id = 0
+        self._frames: int | None = None  # frames per episode, fixed by the first episode
+        self._image_shape: tuple[int, ...] | None = None
+        self._action_dim: int | None = None
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------ adding and loading
+    def next_episode_id(self) -> int:
+        """The id the next new episode should carry (one more than any stored or loaded)."""
+        return self._next_id
+
+    def task_dir(self, task_index: int) -> Path:
+        if self.root is None:
+            raise ValueError("this ReplayStore has no root folder")
+        return self.root / f"task_{task_index:03d}"
+
+    def _check_compatible(self, ep: Episode) -> None:
+        ep.validate(self._image_shape, self._action_dim)
+        if not 0 <= ep.task_index < self.num_tasks:
+            raise ValueError(f"episode task_index {ep.task_index} outside [0, {self.num_tasks}); "
+                             "the store was created for fewer tasks")
+        if self._frames is None:
+            self._frames = ep.num_frames
+            self._image_shape = tuple(ep.images.shape[1:])
+            self._action_dim = int(ep.actions.shape[1])
+        elif ep.num_frames != self._frames:
+            raise ValueError(f"episode has {ep.num_frames} frames but this store holds {self._frames}-frame "
+                             "episodes; use one store per episode length")
+
+    def add(self, episode: Episode, *, persist: bool = True) -> int:
+        """Store an episode (assigning `episode_id` if it is -1) and write it to disk. Returns the id."""
+        with self._lock:
+            self._check_compatible(episode)
+            if episode.episode_id < 0:
+                episode.episode_id = self._next_id
+            self._next_id = max(self._next_id, episode.episode_id + 1)
+            if persist and self.root is not None:
+                folder = self.task_dir(episode.task_index)
+                folder.mkdir(parents=True, exist_ok=True)
+                episode.save(folder / f"ep_{episode.episode_id:08d}.npz",
+                             compress=self.cfg.compress_on_disk, fsync=self.cfg.fsync)
+            self._stores[episode.task_index].append(episode)
+            return episode.episode_id
+
+    @classmethod
+    def load(cls, cfg: ReplayConfig, num_tasks: int, root: str | Path,
+             offline: ReplayStore | None = None) -> ReplayStore:
+        """A store holding every readable episode under `root` (the newest `capacity` per task)."""
+        store = cls(cfg, num_tasks, root, offline)
+        store.load_from_disk()
+        return store
+
+    def load_from_disk(self) -> int:
+        """Read episodes under `root`; skip unreadable files and tasks beyond num_tasks with a warning."""
+        if self.root is None or not self.root.exists():
+            return 0
+        loaded = skipped = 0
+        for task_dir in sorted(self.root.iterdir()):
+            m = _TASK_RE.match(task_dir.name)
+            if not m or not task_dir.is_dir():
+                continue
+            task = int(m.group(1))
+            if task >= self.num_tasks:
+                log.warning("replay: ignoring %s: task %d >= num_tasks %d", task_dir, task, self.num_tasks)
+                continue
+            for tmp in task_dir.glob(".ep_*.tmp"):
+                log.warning("replay: removing %s, an episode file whose write was interrupted", tmp)
+                tmp.unlink(missing_ok=True)
+            files = sorted((int(m.group(1)), p) for p in task_dir.iterdir() if (m := _EP_RE.match(p.name)))
+            files = files[-self.cfg.capacity_episodes_per_task:]
+            for ep_id, path in files:
+                try:
+                    ep = Episode.load(path)
+                    if ep.task_index != task:
+                        raise ValueError(f"task_index {ep.task_index} does not match folder task {task}")
+                    self.add(ep, persist=False)
+                    loaded += 1
+                except ValueError as e:
+                    skipped += 1
+                    log.warning("replay: skipping episode file %s (%s)", path, e)
+                self._next_id = max(self._next_id, ep_id + 1)
+        log.info("replay: loaded %d episodes from %s (%d skipped)", loaded, self.root, skipped)
+        return loaded
+
+    # ------------------------------------------------------------------ sizes
+    def num_episodes(self, task_index: int) -> int:
+        return len(self._stores[task_index])
+
+    @property
+    def total_episodes(self) -> int:
+        return sum(len(s) for s in self._stores)
+
+    @property
+    def total_steps(self) -> int:
+        return sum(ep.num_steps for s in self._stores for ep in s)
+
+    def tasks_with_data(self) -> list[int]:
+        return [i for i, s in enumerate(self._stores) if s]
+
+    def episodes(self, task_index: int) -> list[Episode]:
+        """The episodes in memory for one task, oldest first (a copy of the list)."""
+        return list(self._stores[task_index])
+
+    # ------------------------------------------------------------------ sampling
+    def _draw_episode(self, rng: np.random.Generator, task: int, frames: int) -> Episode:
+        online = self._stores[task]
+        off = None
+        if self.offline is not None and task < self.offline.num_tasks:
+            off = self.offline._stores[task]
+        if off and rng.random() < self.cfg.offline_ratio:
+            return off[int(rng.integers(len(off)))].cut(frames)
+        return online[int(rng.integers(len(online)))]
+
+    def sample_trials(self, rng: np.random.Generator, episodes_per_trial: int,
+                      num_trials: int | None = None) -> TrialBatch:
+        """The trial pool: `num_tasks_per_train * trials_per_task` trials (or `num_trials`)."""
+        if episodes_per_trial < 1:
+            raise ValueError(f"episodes_per_trial must be >= 1, got {episodes_per_trial}")
+        with self._lock:
+            tasks = self.tasks_with_data()
+            if not tasks:
+                raise ValueError("the replay store is empty: collect episodes before sampling")
+            frames = self._frames
+            assert frames is not None
+            if num_trials is None:
+                chosen = rng.choice(tasks, size=self.cfg.num_tasks_per_train, replace=True)
+                chosen = np.repeat(chosen, self.cfg.trials_per_task)
+            else:
+                chosen = rng.choice(tasks, size=num_trials, replace=True)
+            trials = [[self._draw_episode(rng, int(t), frames) for _ in range(episodes_per_trial)]
+                      for t in chosen]
+        return stack_trials(trials)
+
+    def model_batch_from(self, pool: TrialBatch, rng: np.random.Generator) -> TrialBatch:
+        """`model_batch_frames // trial_length` trials drawn from the pool with replacement."""
+        n = max(1, self.cfg.model_batch_frames // pool.trial_length)
+        return pool.select(rng.integers(pool.batch_size, size=n))
+
+    def sample_model_batch(self, rng: np.random.Generator, episodes_per_trial: int) -> TrialBatch:
+        """A model batch (reference: 12 x 41 frames with 512 model_bs_in_steps and E=1, T=40)."""
+        return self.model_batch_from(self.sample_trials(rng, episodes_per_trial), rng)
+
+    def sample_ac_batch(self, rng: np.random.Generator, episodes_per_trial: int) -> TrialBatch:
+        """An actor-critic batch: the whole trial pool (the agent draws transitions from it)."""
+        return self.sample_trials(rng, episodes_per_trial)
