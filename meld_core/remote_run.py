@@ -36,6 +36,7 @@ class AgentRunConfig:
     resume: bool = False  # train: continue the run in run_dir (its stored config wins)
     env: str = "widowx_insertion"  # registered task family whose config (tasks, rates, reward) the robot uses
     preset: str = "small"  # train: run preset (smoke | small | paper)
+    run_config: str = ""  # train: a RunConfig YAML (e.g. a sim run's config.yaml) used instead of the preset
     stage: str = "dense"  # train: "dense" (stage 1) or "sparse" (stage 2 of the two-stage recipe)
     offline_run: str = ""  # train, stage 2: a stage-1 run directory whose episodes are mixed in ("" = none)
     iterations: int = -1  # train: number of iterations (-1 = the preset's)
@@ -87,6 +88,17 @@ def training_config(cfg: AgentRunConfig) -> Any:
         overrides["num_iterations"] = cfg.iterations
     if cfg.seed >= 0:
         overrides["seed"] = cfg.seed
+    if cfg.run_config:
+        import yaml
+
+        from meld_core.config import RunConfig, config_from_dict
+
+        path = Path(cfg.run_config)
+        if not path.is_file():
+            raise FileNotFoundError(f"run_config {path} does not exist (give a RunConfig YAML, e.g. a run's "
+                                    "config.yaml, or leave it empty to use the preset)")
+        config = config_from_dict(RunConfig, yaml.safe_load(path.read_text()))
+        return dataclasses.replace(config, train=dataclasses.replace(config.train, **overrides))
     offline = str(Path(cfg.offline_run).resolve()) if cfg.offline_run else None
     return preset_config(cfg.env, cfg.preset, cfg.stage, offline, **overrides)
 
