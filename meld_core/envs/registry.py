@@ -31,7 +31,8 @@ class EnvEntry:
 _REGISTRY: dict[str, EnvEntry] = {
     "point_nav": EnvEntry("meld_core.envs.point_nav", "PointNavEnv", "PointNavConfig",
                           "2-D point robot, goals on a semicircle (paper appendix D); CPU-cheap"),
-    "widowx_insertion": EnvEntry("meld_core.envs.widowx_insertion", "WidowXInsertionEnv", "WidowXInsertionConfig",
+    "widowx_insertion": EnvEntry("meld_core.envs.widowx_insertion", "WidowXInsertionEnv",
+                                 "WidowXInsertionConfig",
                                  "WidowX 200 Ethernet-cable insertion in MuJoCo (the real robot's twin)"),
 }
 
