@@ -24,12 +24,15 @@ ARGUMENTS = [
     ("run_dir", "runs/widowx_sim", "run directory (config.yaml, episodes/, checkpoints/, tb/, eval/)"),
     ("resume", "false", "train: continue the run in run_dir"),
     ("preset", "small", "train: run preset (smoke | small | paper)"),
+    ("run_config", "", "train: a RunConfig YAML used instead of the preset (e.g. another run's config.yaml)"),
     ("stage", "dense", "train: dense (stage 1) or sparse (stage 2 of the two-stage recipe)"),
     ("iterations", "-1", "train: number of training iterations (-1 = the preset's)"),
     ("device", "auto", "torch device of the learner: auto | cpu | cuda"),
     ("eval_rounds", "3", "eval: rounds over the held-out tasks"),
     ("robot_model", "wx200", "robot name/namespace the simulation answers under (as xs_sdk's robot_name)"),
-    ("env_config", "{}", "YAML overrides of the simulated environment (WidowXInsertionConfig)"),
+    ("env_config", "{}", "YAML overrides of the simulated environment (WidowXInsertionConfig); keep them "
+     "equal to the run's env_config"),
+    ("shutdown_when_done", "true", "end the launch when the agent has finished training or evaluating"),
     ("seed", "0", "seed of the simulation"),
 ]
 
@@ -74,6 +77,9 @@ def generate_launch_description() -> LaunchDescription:
                 "run_dir": LaunchConfiguration("run_dir"),
                 "resume": ParameterValue(LaunchConfiguration("resume"), value_type=bool),
                 "preset": LaunchConfiguration("preset"),
+                "run_config": ParameterValue(LaunchConfiguration("run_config"), value_type=str),
+                "shutdown_when_done": ParameterValue(LaunchConfiguration("shutdown_when_done"),
+                                                     value_type=bool),
                 "stage": LaunchConfiguration("stage"),
                 "iterations": ParameterValue(LaunchConfiguration("iterations"), value_type=int),
                 "device": LaunchConfiguration("device"),
