@@ -164,7 +164,8 @@ class ArmNode(Node):
 
 
 def main(args=None) -> int:
-    return run_node(ArmNode, num_threads=4, on_exit=lambda node: node.send_zeros(), args=args)
+    return run_node(ArmNode, num_threads=4, on_exit=lambda node: node.send_zeros(), keep_context_on_signal=True,
+                    args=args)
 
 
 if __name__ == "__main__":

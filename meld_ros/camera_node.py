@@ -30,14 +30,14 @@ class CameraNode(Node):
         self.config: CameraConfig = declare_config(self, "camera_node")[0]
         self.supervisor = CameraSupervisor(OpenCVCamera(self.config))
         self.bridge = CvBridge()
-        self.publisher = self.create_publisher(Image, self.config.topic, qos_profile_sensor_data)
+        self.image_pub = self.create_publisher(Image, self.config.topic, qos_profile_sensor_data)
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         # Grabbing blocks for up to a frame period: keep it off the diagnostics' group.
         self.create_timer(1.0 / self.config.fps, self._grab, callback_group=MutuallyExclusiveCallbackGroup())
         self.create_timer(1.0, self._diagnostics, callback_group=MutuallyExclusiveCallbackGroup())
         self.get_logger().info(
             f"camera {self.config.name}: {self.config.source} {self.config.width}x{self.config.height} "
-            f"@ {self.config.fps:g} Hz -> {self.publisher.topic_name}")
+            f"@ {self.config.fps:g} Hz -> {self.image_pub.topic_name}")
 
     def _grab(self) -> None:
         frame = self.supervisor.poll(time.monotonic())
@@ -46,7 +46,7 @@ class CameraNode(Node):
         msg = self.bridge.cv2_to_imgmsg(frame.image, encoding="rgb8")
         msg.header.stamp = self.get_clock().now().to_msg()
         msg.header.frame_id = self.config.frame_id
-        self.publisher.publish(msg)
+        self.image_pub.publish(msg)
 
     def _diagnostics(self) -> None:
         status = to_diagnostic(f"{self.get_name()}: camera {self.config.name}", self.config.source,

@@ -77,22 +77,27 @@ def now_seconds(node: Node) -> float:
 
 
 def run_node(make_node: Callable[[], Node], *, num_threads: int = 4,
-             on_exit: Callable[[Node], None] | None = None, args=None) -> int:
+             on_exit: Callable[[Node], None] | None = None, keep_context_on_signal: bool = False,
+             args=None) -> int:
     """Spin a node in a MultiThreadedExecutor with the ros2/demos shutdown pattern.
 
-    rclpy's own signal handler is disabled so that the context is still valid when SIGINT/SIGTERM
-    arrive: `on_exit(node)` can then still publish (the arm node sends zero velocity) before the
-    node is destroyed and the context shut down.
+    With `keep_context_on_signal`, rclpy's own signal handler is not installed: SIGINT/SIGTERM
+    raise KeyboardInterrupt in the spinning thread instead, so the context is still valid when
+    `on_exit(node)` runs and can still publish (the arm node sends zero velocity). The node must then
+    have a timer, so that the executor's wait returns and the signal is seen promptly.
     """
-    from rclpy.signals import SignalHandlerOptions
+    if keep_context_on_signal:
+        from rclpy.signals import SignalHandlerOptions
 
-    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+        rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
 
-    def _raise_interrupt(signum, frame):
-        raise KeyboardInterrupt
+        def _raise_interrupt(signum, frame):
+            raise KeyboardInterrupt
 
-    signal.signal(signal.SIGINT, _raise_interrupt)
-    signal.signal(signal.SIGTERM, _raise_interrupt)
+        signal.signal(signal.SIGINT, _raise_interrupt)
+        signal.signal(signal.SIGTERM, _raise_interrupt)
+    else:
+        rclpy.init(args=args)
     node = None
     code = 0
     executor = MultiThreadedExecutor(num_threads=num_threads)
@@ -102,7 +107,7 @@ def run_node(make_node: Callable[[], Node], *, num_threads: int = 4,
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
-    except Exception as exc:  # a node that cannot start: say why, exit non-zero
+    except Exception as exc:  # a node that cannot start or a fatal error: say why, exit non-zero
         if node is not None:
             node.get_logger().fatal(f"{type(exc).__name__}: {exc}")
         else:

@@ -27,7 +27,7 @@ class GzVelocityAdapterNode(Node):
         self.config: GzAdapterConfig = declare_config(self, "gz_velocity_adapter_node")[0]
         self.adapter = GzAdapter(self.config)
         ns = f"/{self.config.robot_name}"
-        self.publisher = self.create_publisher(Float64MultiArray, self.config.controller_topic, 10)
+        self.command_pub = self.create_publisher(Float64MultiArray, self.config.controller_topic, 10)
         self.create_subscription(JointGroupCommand, f"{ns}/commands/joint_group", self._on_command, 10)
         self.create_service(OperatingModes, f"{ns}/set_operating_modes", self._on_modes)
         self.joint_pub = self.create_publisher(JointState, f"{ns}/joint_states", 10)
@@ -49,7 +49,7 @@ class GzVelocityAdapterNode(Node):
                 throttle_duration_sec=5.0,
             )
             return
-        self.publisher.publish(Float64MultiArray(data=data))
+        self.command_pub.publish(Float64MultiArray(data=data))
 
 
 def main(args=None) -> int:

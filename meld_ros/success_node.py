@@ -24,7 +24,7 @@ class SuccessNode(Node):
         self.config: LinkStateConfig = declare_config(self, "success_node")[0]
         self.monitor = LinkStateMonitor(self.config)
         self.monitor.check()  # fail at start-up, with the list of interfaces, if the name is wrong
-        self.publisher = self.create_publisher(Bool, "/meld/success", 10)
+        self.success_pub = self.create_publisher(Bool, "/meld/success", 10)
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.error = ""
         self.state = False
@@ -39,7 +39,7 @@ class SuccessNode(Node):
             self.error = str(exc)
             self.get_logger().error(self.error, throttle_duration_sec=10.0)
             return
-        self.publisher.publish(Bool(data=self.state))
+        self.success_pub.publish(Bool(data=self.state))
 
     def _diagnostics(self) -> None:
         values = {"interface": self.config.interface, "link_up": str(self.state),
