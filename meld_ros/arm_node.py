@@ -34,11 +34,16 @@ def build_safety_filter(config: ArmBridgeConfig):
 
     kinematics = WidowXKinematics.from_urdf()
     if tuple(kinematics.joint_names) != tuple(config.joint_names):
-        raise ArmBridgeError(f"URDF arm joints {kinematics.joint_names} differ from joint_names "
-                             f"{config.joint_names}")
-    safety = SafetyConfig.from_kinematics(kinematics, workspace_min=config.workspace_min,
-                                          workspace_max=config.workspace_max, hold_time_s=config.hold_time_s,
-                                          deadman_period_s=config.deadman_period_s)
+        raise ArmBridgeError(
+            f"URDF arm joints {kinematics.joint_names} differ from joint_names {config.joint_names}"
+        )
+    safety = SafetyConfig.from_kinematics(
+        kinematics,
+        workspace_min=config.workspace_min,
+        workspace_max=config.workspace_max,
+        hold_time_s=config.hold_time_s,
+        deadman_period_s=config.deadman_period_s,
+    )
     return SafetyFilter(safety, kinematics)
 
 
@@ -51,21 +56,27 @@ class ArmNode(Node):
         control = MutuallyExclusiveCallbackGroup()  # commands, joint states and the tick: one at a time
         self.command_pub = self.create_publisher(JointGroupCommand, f"{ns}/commands/joint_group", 10)
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self.create_subscription(JointState, self.config.command_topic, self._on_command, 10,
-                                 callback_group=control)
-        self.create_subscription(JointState, f"{ns}/joint_states", self._on_joint_state, 10,
-                                 callback_group=control)
+        self.create_subscription(
+            JointState, self.config.command_topic, self._on_command, 10, callback_group=control
+        )
+        self.create_subscription(
+            JointState, f"{ns}/joint_states", self._on_joint_state, 10, callback_group=control
+        )
         self.create_timer(1.0 / self.config.tick_hz, self._tick, callback_group=control)
         # Clients awaited from timers live in their own group (never the control group).
         clients = MutuallyExclusiveCallbackGroup()
-        self.mode_client = self.create_client(OperatingModes, f"{ns}/set_operating_modes",
-                                              callback_group=clients)
-        self.registers_client = self.create_client(RegisterValues, f"{ns}/get_motor_registers",
-                                                   callback_group=clients)
-        self.create_service(Trigger, "/meld/arm/home", self._on_home,
-                            callback_group=MutuallyExclusiveCallbackGroup())
-        self.create_service(Trigger, "/meld/arm/stop", self._on_stop,
-                            callback_group=MutuallyExclusiveCallbackGroup())
+        self.mode_client = self.create_client(
+            OperatingModes, f"{ns}/set_operating_modes", callback_group=clients
+        )
+        self.registers_client = self.create_client(
+            RegisterValues, f"{ns}/get_motor_registers", callback_group=clients
+        )
+        self.create_service(
+            Trigger, "/meld/arm/home", self._on_home, callback_group=MutuallyExclusiveCallbackGroup()
+        )
+        self.create_service(
+            Trigger, "/meld/arm/stop", self._on_stop, callback_group=MutuallyExclusiveCallbackGroup()
+        )
         side = MutuallyExclusiveCallbackGroup()
         self.create_timer(self.config.diagnostics_period_s, self._diagnostics, callback_group=side)
         if self.config.temperature_poll_s > 0:
@@ -84,7 +95,8 @@ class ArmNode(Node):
                 if waited > self.config.mode_service_timeout_s:
                     raise TimeoutError(
                         f"{self.mode_client.srv_name} not available after {waited:.0f} s: is xs_sdk running "
-                        f"with robot_name {self.config.robot_name!r}?")
+                        f"with robot_name {self.config.robot_name!r}?"
+                    )
                 return
             request = OperatingModes.Request(**self.bridge.operating_mode_request())
             self.get_logger().info(f"putting group {self.config.group!r} in velocity mode")
@@ -94,8 +106,10 @@ class ArmNode(Node):
             self._mode_future.result()  # raises if the call failed
             self.bridge.velocity_mode_set()
             self._mode_timer.cancel()
-            self.get_logger().info(f"group {self.config.group!r} in velocity mode; accepting commands on "
-                                   f"{self.config.command_topic}")
+            self.get_logger().info(
+                f"group {self.config.group!r} in velocity mode; accepting commands on "
+                f"{self.config.command_topic}"
+            )
 
     # ------------------------------------------------------------- control
     def _on_joint_state(self, msg: JointState) -> None:
@@ -127,8 +141,9 @@ class ArmNode(Node):
             return response
         finished = self.bridge.home_done.wait(timeout=self.config.home_timeout_s + 2.0)
         response.success = bool(finished and self.bridge.home_result)
-        response.message = "at home" if response.success else (
-            "homing failed or timed out (arm stopped); see /diagnostics")
+        response.message = (
+            "at home" if response.success else ("homing failed or timed out (arm stopped); see /diagnostics")
+        )
         return response
 
     def _on_stop(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
@@ -145,13 +160,16 @@ class ArmNode(Node):
                 self.bridge.set_temperatures(dict(zip(self.config.joint_names, map(float, values))))
             self._temps_future = None
         if self._temps_future is None and self.registers_client.service_is_ready():
-            self._temps_future = self.registers_client.call_async(RegisterValues.Request(
-                cmd_type="group", name=self.config.group, reg="Present_Temperature"))
+            self._temps_future = self.registers_client.call_async(
+                RegisterValues.Request(cmd_type="group", name=self.config.group, reg="Present_Temperature")
+            )
 
     def _diagnostics(self) -> None:
-        status = to_diagnostic(f"{self.get_name()}: arm bridge",
-                               f"{self.config.robot_name}/{self.config.group}",
-                               self.bridge.status(now_seconds(self)))
+        status = to_diagnostic(
+            f"{self.get_name()}: arm bridge",
+            f"{self.config.robot_name}/{self.config.group}",
+            self.bridge.status(now_seconds(self)),
+        )
         self.diag_pub.publish(diagnostic_array(self, [status]))
 
     def send_zeros(self) -> None:
@@ -164,8 +182,9 @@ class ArmNode(Node):
 
 
 def main(args=None) -> int:
-    return run_node(ArmNode, num_threads=4, on_exit=lambda node: node.send_zeros(), keep_context_on_signal=True,
-                    args=args)
+    return run_node(
+        ArmNode, num_threads=4, on_exit=lambda node: node.send_zeros(), keep_context_on_signal=True, args=args
+    )
 
 
 if __name__ == "__main__":
