@@ -67,6 +67,8 @@ def test_images_are_rendered_once_per_physics_step():
 def test_rig_moves_at_finite_speed_then_sets_the_router():
     env = FakeEnv()
     robot = SimRobot(SimRobotConfig(rig_speed_deg_s=4.0, rig_speed_mm_s=5.0), env)
+    assert env.rig == (0.0, 0.0)  # the router starts where the rig reports it
+    env.rig = None
     robot.rig_goal_request(4.0, 2.0, now=10.0)  # 1 s of rotation, 0.4 s of rail
     assert robot.rig_state == "moving"
     robot.rig_update(10.5)

@@ -82,6 +82,7 @@ class SimRobot:
         self._rig_move_started = 0.0
         self._rig_move_duration = 0.0
         self._images: dict[str, np.ndarray] | None = None
+        self.env.set_rig(*self.rig_position)  # the simulated router starts where the rig says it is
 
     # ----------------------------------------------------------------- xs_sdk
     def set_operating_mode(self, name: str, mode: str) -> bool:
