@@ -325,7 +325,7 @@ class ResetRig:
             self._seq = self._seq % proto.MAX_SEQ + 1
             seq = self._seq
         line = proto.encode_command(seq, command, *args)
-        total_s = timeout_s if timeout_s is not None else self.config.reply_timeout_s * (self.config.retries + 1)
+        total_s = self.config.reply_timeout_s * (self.config.retries + 1) if timeout_s is None else timeout_s
         deadline = time.monotonic() + total_s
         damaged_seen = 0
         for attempt in range(self.config.retries + 1):
