@@ -328,3 +328,17 @@ def test_fake_rig_stop_interrupts_a_timed_motion():
     rig.stop()
     t.join(timeout=5)
     assert not t.is_alive() and errors and "STOPPED" in str(errors[0].value)
+
+
+def test_cli_rig_commands_over_a_pty(peer_factory, capsys):
+    from meld_core import cli
+
+    peer = peer_factory(good_rig())
+    assert cli.main(["rig", "home", "--port", peer.path]) == 0
+    assert "homed=True" in capsys.readouterr().out
+    args = ["rig", "move", "--port", peer.path, "--rotation-deg", "3", "--translation-mm", "-5", "--home"]
+    assert cli.main(args) == 0
+    out = capsys.readouterr().out
+    assert "rotation=+3.000 deg" in out and "translation=-5.000 mm" in out
+    assert cli.main(["rig", "status", "--port", "/dev/does-not-exist-rig"]) == 2
+    assert "dialout" in capsys.readouterr().err
