@@ -22,7 +22,9 @@
  *   ESTOP <0|1>        -> OK      press (1) or release (0) the emergency stop
  *   JAM <rot|trans> <0|1> -> OK   a jammed switch never reports pressed (homing must fail)
  *   PLACE <rot|trans> <pos> -> OK the axis is moved by hand to a step position
- * End of stdin (the parent went away) ends the program.
+ * End of stdin (the parent went away) ends the program, unless --serve is given: then stdin is not
+ * read at all and the program runs until it is killed (for trying the CLI by hand).
+ * Default switch positions suit the default calibration (one step below -9.5 deg and -11.5 mm).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -70,7 +72,7 @@ static int uart_xon = 1;
 static avr_irq_t *uart_input;
 static uint8_t rx_pending[256];
 static size_t rx_len, rx_done;
-static axis_t axes[2] = {{.name = "rot", .switch_pos = -253}, {.name = "trans", .switch_pos = -920}};
+static axis_t axes[2] = {{.name = "rot", .switch_pos = -254}, {.name = "trans", .switch_pos = -921}};
 static int enable_level = 1; /* drivers start disabled (pin high through the driver's pull-up) */
 static long pulses_while_disabled;
 static avr_irq_t *estop_irq;
@@ -244,13 +246,13 @@ static avr_irq_t *pin_irq(char port, int bit) { return avr_io_getirq(avr, AVR_IO
 static void usage(void) {
   fprintf(stderr,
           "usage: rig_sim [--speed F] [--rot-switch N] [--trans-switch N] [--rot-start N] [--trans-start N]\n"
-          "               [--estop 0|1] firmware.elf\n");
+          "               [--estop 0|1] [--serve] firmware.elf\n");
   exit(2);
 }
 
 int main(int argc, char **argv) {
   double speed = 1.0;
-  int estop = 0;
+  int estop = 0, serve = 0;
   const char *elf = NULL;
   for (int i = 1; i < argc; i++) {
     const char *o = argv[i];
@@ -260,6 +262,7 @@ int main(int argc, char **argv) {
     else if (i + 1 < argc && !strcmp(o, "--rot-start")) axes[0].pos = atol(argv[++i]);
     else if (i + 1 < argc && !strcmp(o, "--trans-start")) axes[1].pos = atol(argv[++i]);
     else if (i + 1 < argc && !strcmp(o, "--estop")) estop = atoi(argv[++i]);
+    else if (!strcmp(o, "--serve")) serve = 1;
     else if (o[0] == '-') usage();
     else elf = o;
   }
@@ -308,7 +311,7 @@ int main(int argc, char **argv) {
     if (avr->cycle < next_check) continue;
     next_check = avr->cycle + check_every;
     feed_uart();
-    if (!poll_stdin()) break;
+    if (!serve && !poll_stdin()) break;
     if (speed > 0) {
       double ahead = (sim_s() - sim0) / speed - (wall_s() - wall0);
       if (ahead > 0.0005) {
