@@ -110,35 +110,48 @@ class RigSim:
 
 
 class FlakySerial:
-    """Wraps the pty's serial port; damages the next `corrupt` writes (one byte flipped)."""
+    """Wraps the pty's serial port: damages the next `corrupt` writes (one byte flipped), sends the
+    next `duplicate` writes twice, and keeps everything read in `log`."""
 
     def __init__(self, port: str, baudrate: int):
         import serial
 
         self._s = serial.Serial(port, baudrate, timeout=0.05, write_timeout=1.0)
-        self.corrupt = 0
-        self.corrupted = 0
+        self.corrupt = self.corrupted = self.duplicate = 0
+        self.log = b""
 
     def write(self, data: bytes) -> int:
         if self.corrupt > 0:
             self.corrupt -= 1
             self.corrupted += 1
             data = data[:2] + bytes([data[2] ^ 0x20]) + data[3:]
+        if self.duplicate > 0:
+            self.duplicate -= 1
+            self._s.write(data)
         return self._s.write(data)
+
+    def read(self, n: int = 1) -> bytes:
+        data = self._s.read(n)
+        self.log += data
+        return data
 
     def __getattr__(self, name):
         return getattr(self._s, name)
 
 
 @pytest.fixture(scope="module")
-def build(tmp_path_factory) -> Path:
+def build(tmp_path_factory, request) -> Path:
     out = tmp_path_factory.mktemp("rig_build")
     result = subprocess.run(["make", "-C", str(RIG_DIR), f"BUILD={out}", "all", "sim"],
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     size = [line for line in result.stdout.splitlines() if line.startswith(("Program:", "Data:"))]
-    print("firmware size:", " | ".join(size))  # shown with pytest -s
     assert size and "bytes" in size[0]
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    if capture is not None and reporter is not None:  # the size goes into the CI log
+        with capture.global_and_fixture_disabled():
+            reporter.write_line("\nreset-rig firmware: " + " | ".join(" ".join(x.split()) for x in size))
     return out
 
 
@@ -263,12 +276,15 @@ def _assert_still_answers_without_moving(rig, sim, before):
     assert (after.rot_pulses, after.trans_pulses) == (before.rot_pulses, before.trans_pulses)
 
 
-def test_random_bytes_never_wedge_and_never_move(rig, sim):
+def test_random_bytes_never_wedge_and_never_move(rig, sim, link):
+    port = link[1][-1]
     before = sim.count()
     noise = random.Random(6)
+    port.log = b""
     for _ in range(4):
         rig._write(bytes(noise.randrange(256) for _ in range(1000)) + b"\n")
         _assert_still_answers_without_moving(rig, sim, before)
+    assert b"ERR 0 1*7D\n" in port.log  # the rig answered the noise lines with BAD_CHECKSUM
 
 
 def test_bad_checksum_is_retried_by_the_client(rig, sim, link):
@@ -310,12 +326,32 @@ def test_out_of_range_targets_are_refused(rig, sim):
     _assert_still_answers_without_moving(rig, sim, before)
 
 
-def test_over_long_line_is_dropped(rig, sim):
+def test_over_long_line_is_dropped(rig, sim, link):
+    port = link[1][-1]
+    port.log = b""
     before = sim.count()
     rig._write(b"MOVE 78 " + b"1" * 300 + b"\n")
     rig._write(b"X" * 2000)  # and 2000 bytes without a newline
     rig._write(b"\n")
     _assert_still_answers_without_moving(rig, sim, before)
+    assert port.log.count(p_frame("ERR 0 2")) == 2  # LINE_TOO_LONG, once per long line
+
+
+def p_frame(body: str) -> bytes:
+    return proto.frame(body)
+
+
+def test_a_repeated_command_is_answered_but_not_run_twice(rig, sim, link):
+    ensure_homed(rig)
+    rig.move_to(0.0, 0.0, timeout_s=90)
+    port = link[1][-1]
+    port.log = b""
+    port.duplicate = 1  # the MOVE line goes out twice, as after a lost reply
+    rig.move_to(4.0, 5.0, timeout_s=90)
+    ok = [line for line in port.log.split(b"\n") if line.startswith(b"OK ") and b" 20 100*" in line]
+    assert len(ok) == 2 and ok[0] == ok[1]  # the same reply twice (steps 20, 100) ...
+    assert b"ERR" not in port.log  # ... and no BUSY: the repeat was not executed
+    assert sim.count().trans_pos == 100
 
 
 def test_host_silence_during_a_move_trips_the_watchdog(rig, sim):
@@ -325,8 +361,8 @@ def test_host_silence_during_a_move_trips_the_watchdog(rig, sim):
     args[-1] = 100  # 0.1 s watchdog (the move takes ~0.35 s); same calibration: the rig stays homed
     rig.request("CONFIG", *args)
     try:
-        reply = rig.request("MOVE", 8000, 10000)  # raw: the client does not poll, the host is silent
         start = sim.count()
+        reply = rig.request("MOVE", 8000, 10000)  # raw: the client does not poll, the host is silent
         wait_for(lambda: sim.count().trans_pulses > start.trans_pulses, 30, "the move to start")
         stopped = wait_for(lambda: _halted(sim), 60, "the watchdog to halt the axes")
         assert stopped.trans_pos < 200  # the move never reached +10 mm
