@@ -157,7 +157,9 @@ def build(tmp_path_factory, request) -> Path:
 
 @pytest.fixture(scope="module")
 def sim(build):
-    s = RigSim(build, "--rot-start", str(ROT_START), "--trans-start", str(TRANS_START))
+    # At most half real time: a move that a test interrupts lasts >= 0.7 s of wall time even on a
+    # fast machine, so a briefly descheduled test process still catches it in motion.
+    s = RigSim(build, "--rot-start", str(ROT_START), "--trans-start", str(TRANS_START), "--speed", "0.5")
     yield s
     s.close()
 

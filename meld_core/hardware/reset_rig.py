@@ -246,6 +246,9 @@ class ResetRig:
             raise RigConnectionError(
                 f"cannot open reset rig port {self.config.port}: {exc}; check the USB cable, the port "
                 "name (ls /dev/ttyACM* /dev/ttyUSB*) and that you are in the dialout group") from exc
+        reset = getattr(self._serial, "reset_input_buffer", None)
+        if reset is not None:
+            reset()  # drop whatever an earlier session left unread
         self._fault = None
         self.firmware_version = ""
         self._replies.clear()
