@@ -67,6 +67,8 @@ class Peer:
         return [line.split(b" ")[0].decode() for line in self.received]
 
     def close(self):
+        if self._stop.is_set():
+            return
         self._stop.set()
         self._thread.join(timeout=2)
         os.close(self.master)
@@ -256,6 +258,18 @@ def test_reboot_during_a_session_is_a_connection_error(peer_factory):
     with pytest.raises(RigConnectionError, match="rebooted .* home again"):
         rig.status()
     rig.disconnect()
+
+
+def test_unplugged_device_is_a_connection_error(peer_factory):
+    peer = peer_factory(good_rig())
+    rig = connect(peer)
+    peer.close()  # the USB cable is pulled
+    with pytest.raises(RigConnectionError, match="check the USB cable"):
+        for _ in range(50):  # the reader notices at its next read
+            rig.status()
+            time.sleep(0.05)
+    assert not rig.is_connected
+    rig.disconnect()  # closes without hanging
 
 
 def test_out_of_range_target_is_refused_before_sending(peer_factory):
