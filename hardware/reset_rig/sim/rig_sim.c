@@ -5,6 +5,9 @@
  *   hardware/reset_rig/build/rig_sim hardware/reset_rig/build/reset_rig.elf
  *
  * - The ATmega328P UART is bridged to a pseudo-terminal; the first stdout line is "PTY <path>".
+ *   The bridge runs in the simulation loop and feeds bytes only while the simulated UART's input
+ *   FIFO has room (XON/XOFF), like a USB-serial chip. (simavr 1.6's own uart_pty part stops
+ *   delivering input for good after a burst of more than ~512 bytes, which a noise test sends.)
  * - Each axis integrates the STEP pulses (direction from DIR, ignored while ENABLE is high) into a
  *   simulated position, and its limit-switch input reads HIGH (pressed) while the position is at or
  *   below the switch position, LOW otherwise (normally-closed switch to GND).
@@ -18,7 +21,10 @@
  *                               <pulses_while_disabled> <sim_ms>
  *   ESTOP <0|1>        -> OK      press (1) or release (0) the emergency stop
  *   JAM <rot|trans> <0|1> -> OK   a jammed switch never reports pressed (homing must fail)
- * End of stdin (the parent went away) ends the program.
+ *   PLACE <rot|trans> <pos> -> OK the axis is moved by hand to a step position
+ * End of stdin (the parent went away) ends the program, unless --serve is given: then stdin is not
+ * read at all and the program runs until it is killed (for trying the CLI by hand).
+ * Default switch positions suit the default calibration (one step below -9.5 deg and -11.5 mm).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -29,11 +35,15 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <fcntl.h>
+#include <pty.h>
+#include <termios.h>
+
 #include "avr_ioport.h"
+#include "avr_uart.h"
 #include "sim_avr.h"
 #include "sim_elf.h"
 #include "sim_irq.h"
-#include "uart_pty.h"
 
 /* Pins of hardware/reset_rig/firmware/rig_config.h on the ATmega328P ports. */
 #define STEP_PORT 'D'
@@ -57,8 +67,12 @@ typedef struct {
 } axis_t;
 
 static avr_t *avr;
-static uart_pty_t uart_pty;
-static axis_t axes[2] = {{.name = "rot", .switch_pos = -253}, {.name = "trans", .switch_pos = -920}};
+static int pty_master = -1, pty_slave = -1;
+static int uart_xon = 1;
+static avr_irq_t *uart_input;
+static uint8_t rx_pending[256];
+static size_t rx_len, rx_done;
+static axis_t axes[2] = {{.name = "rot", .switch_pos = -254}, {.name = "trans", .switch_pos = -921}};
 static int enable_level = 1; /* drivers start disabled (pin high through the driver's pull-up) */
 static long pulses_while_disabled;
 static avr_irq_t *estop_irq;
@@ -134,6 +148,11 @@ static void handle_control(char *line) {
     a->jammed = value;
     update_switch(a);
     printf("OK\n");
+  } else if (n == 3 && strcmp(word, "PLACE") == 0 && (!strcmp(arg, "rot") || !strcmp(arg, "trans"))) {
+    axis_t *a = &axes[strcmp(arg, "rot") == 0 ? 0 : 1];
+    a->pos = value;
+    update_switch(a);
+    printf("OK\n");
   } else {
     printf("ERROR unknown control line: %s\n", line);
   }
@@ -162,18 +181,78 @@ static int poll_stdin(void) {
   return 1;
 }
 
+/* ---- UART <-> pty bridge -------------------------------------------------------------------- */
+
+static void on_uart_output(struct avr_irq_t *irq, uint32_t value, void *param) {
+  (void)irq;
+  (void)param;
+  uint8_t byte = (uint8_t)value;
+  if (write(pty_master, &byte, 1) < 0) { /* nobody reading and the pty buffer is full: dropped */
+  }
+}
+
+static void on_uart_xon(struct avr_irq_t *irq, uint32_t value, void *param) {
+  (void)irq;
+  (void)value;
+  (void)param;
+  uart_xon = 1;
+}
+
+static void on_uart_xoff(struct avr_irq_t *irq, uint32_t value, void *param) {
+  (void)irq;
+  (void)value;
+  (void)param;
+  uart_xon = 0;
+}
+
+/* Move host bytes into the simulated UART while its input FIFO has room. */
+static void feed_uart(void) {
+  while (uart_xon) {
+    if (rx_done == rx_len) {
+      ssize_t r = read(pty_master, rx_pending, sizeof(rx_pending));
+      if (r <= 0) return; /* nothing waiting (EAGAIN), or the host closed its side (EIO) */
+      rx_len = (size_t)r;
+      rx_done = 0;
+    }
+    avr_raise_irq(uart_input, rx_pending[rx_done++]);
+  }
+}
+
+static void open_bridge(void) {
+  char name[128];
+  struct termios tio;
+  if (openpty(&pty_master, &pty_slave, name, NULL, NULL) != 0) {
+    perror("rig_sim: openpty");
+    exit(1);
+  }
+  tcgetattr(pty_slave, &tio);
+  cfmakeraw(&tio);
+  tcsetattr(pty_slave, TCSANOW, &tio); /* keep pty_slave open: the master never sees a hang-up */
+  fcntl(pty_master, F_SETFL, fcntl(pty_master, F_GETFL) | O_NONBLOCK);
+
+  uint32_t flags = 0;
+  avr_ioctl(avr, AVR_IOCTL_UART_GET_FLAGS('0'), &flags);
+  flags &= ~AVR_UART_FLAG_STDIO; /* no copy of the UART output on our stdout */
+  avr_ioctl(avr, AVR_IOCTL_UART_SET_FLAGS('0'), &flags);
+  uart_input = avr_io_getirq(avr, AVR_IOCTL_UART_GETIRQ('0'), UART_IRQ_INPUT);
+  avr_irq_register_notify(avr_io_getirq(avr, AVR_IOCTL_UART_GETIRQ('0'), UART_IRQ_OUTPUT), on_uart_output, NULL);
+  avr_irq_register_notify(avr_io_getirq(avr, AVR_IOCTL_UART_GETIRQ('0'), UART_IRQ_OUT_XON), on_uart_xon, NULL);
+  avr_irq_register_notify(avr_io_getirq(avr, AVR_IOCTL_UART_GETIRQ('0'), UART_IRQ_OUT_XOFF), on_uart_xoff, NULL);
+  printf("PTY %s\n", name);
+}
+
 static avr_irq_t *pin_irq(char port, int bit) { return avr_io_getirq(avr, AVR_IOCTL_IOPORT_GETIRQ(port), bit); }
 
 static void usage(void) {
   fprintf(stderr,
           "usage: rig_sim [--speed F] [--rot-switch N] [--trans-switch N] [--rot-start N] [--trans-start N]\n"
-          "               [--estop 0|1] firmware.elf\n");
+          "               [--estop 0|1] [--serve] firmware.elf\n");
   exit(2);
 }
 
 int main(int argc, char **argv) {
   double speed = 1.0;
-  int estop = 0;
+  int estop = 0, serve = 0;
   const char *elf = NULL;
   for (int i = 1; i < argc; i++) {
     const char *o = argv[i];
@@ -183,6 +262,7 @@ int main(int argc, char **argv) {
     else if (i + 1 < argc && !strcmp(o, "--rot-start")) axes[0].pos = atol(argv[++i]);
     else if (i + 1 < argc && !strcmp(o, "--trans-start")) axes[1].pos = atol(argv[++i]);
     else if (i + 1 < argc && !strcmp(o, "--estop")) estop = atoi(argv[++i]);
+    else if (!strcmp(o, "--serve")) serve = 1;
     else if (o[0] == '-') usage();
     else elf = o;
   }
@@ -217,9 +297,7 @@ int main(int argc, char **argv) {
   for (int i = 0; i < 2; i++) axes[i].switch_level = (axes[i].pos <= axes[i].switch_pos) ? 1 : 0;
   drive_inputs();
 
-  uart_pty_init(avr, &uart_pty);
-  uart_pty_connect(&uart_pty, '0');
-  printf("PTY %s\n", uart_pty.port[0].slavename);
+  open_bridge();
 
   const avr_cycle_count_t check_every = avr->frequency / 1000; /* each simulated millisecond */
   avr_cycle_count_t next_check = check_every;
@@ -232,7 +310,8 @@ int main(int argc, char **argv) {
     }
     if (avr->cycle < next_check) continue;
     next_check = avr->cycle + check_every;
-    if (!poll_stdin()) break;
+    feed_uart();
+    if (!serve && !poll_stdin()) break;
     if (speed > 0) {
       double ahead = (sim_s() - sim0) / speed - (wall_s() - wall0);
       if (ahead > 0.0005) {
@@ -244,5 +323,5 @@ int main(int argc, char **argv) {
     }
   }
   fflush(stdout);
-  _exit(0); /* uart_pty_stop() hangs in simavr 1.6: leave without it */
+  _exit(0);
 }
