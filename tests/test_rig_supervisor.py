@@ -154,3 +154,17 @@ def test_config_validation():
         RigNodeConfig(driver="usb")
     with pytest.raises(ValueError):
         RigNodeConfig(move_timeout_s=0)
+
+
+def test_make_rig_client_builds_the_configured_driver():
+    from meld_core.hardware.reset_rig import ResetRig
+    from meld_core.hardware.rig_supervisor import make_rig_client
+
+    serial = make_rig_client(RigNodeConfig(port="/dev/meld_rig", baud=115200))
+    assert isinstance(serial, ResetRig) and serial.config.port == "/dev/meld_rig"
+    sup = RigSupervisor(RigNodeConfig(driver="fake", move_timeout_s=5.0), make_rig_client)
+    sup.configure()
+    sup.activate()
+    sup.move(-2.0, 3.0)
+    assert sup.position() == pytest.approx((-2.0, 3.0))
+    sup.shutdown()
