@@ -12,7 +12,7 @@ from collections.abc import Callable
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import ParameterDescriptor
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
@@ -78,13 +78,15 @@ def now_seconds(node: Node) -> float:
 
 def run_node(make_node: Callable[[], Node], *, num_threads: int = 4,
              on_exit: Callable[[Node], None] | None = None, keep_context_on_signal: bool = False,
-             args=None) -> int:
+             single_threaded: bool = False, args=None) -> int:
     """Spin a node in a MultiThreadedExecutor with the ros2/demos shutdown pattern.
 
     With `keep_context_on_signal`, rclpy's own signal handler is not installed: SIGINT/SIGTERM
     raise KeyboardInterrupt in the spinning thread instead, so the context is still valid when
     `on_exit(node)` runs and can still publish (the arm node sends zero velocity). The node must then
     have a timer, so that the executor's wait returns and the signal is seen promptly.
+    With `single_threaded`, every callback runs in this (the main) thread: needed where a resource
+    is bound to the thread that created it (MuJoCo's EGL context in sim_node).
     """
     if keep_context_on_signal:
         from rclpy.signals import SignalHandlerOptions
@@ -100,7 +102,7 @@ def run_node(make_node: Callable[[], Node], *, num_threads: int = 4,
         rclpy.init(args=args)
     node = None
     code = 0
-    executor = MultiThreadedExecutor(num_threads=num_threads)
+    executor = SingleThreadedExecutor() if single_threaded else MultiThreadedExecutor(num_threads=num_threads)
     try:
         node = make_node()
         executor.add_node(node)

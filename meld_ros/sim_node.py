@@ -8,12 +8,11 @@ cameras (`/meld/scene/image_raw`, `/meld/wrist/image_raw`, sensor-data QoS) and 
 (`/meld/rig/goal_pose`, `/meld/rig/pose`, `/meld/rig/state`, `/meld/rig/home`, `/meld/rig/stop`),
 so arm_node and agent_node run unchanged. Behaviour lives in `meld_core.envs.sim_robot.SimRobot`;
 physics advances one control period per tick of the environment's control rate, holding the last
-velocity like the servos do. Every use of the (not thread-safe) simulation is in one callback group.
+velocity like the servos do. The node spins in a single thread: the simulation is not thread-safe
+and MuJoCo's EGL rendering context is bound to the thread that created it.
 """
 
 from __future__ import annotations
-
-import threading
 
 import yaml
 from cv_bridge import CvBridge
@@ -50,7 +49,6 @@ class SimNode(Node):
         self.bridge = CvBridge()
         ns = f"/{self.config.robot_name}"
         sim = MutuallyExclusiveCallbackGroup()  # everything that touches MuJoCo
-        self._sim_lock = threading.Lock()
         self.joint_pub = self.create_publisher(JointState, f"{ns}/joint_states", 10)
         self.image_pubs = {
             "scene": self.create_publisher(Image, "/meld/scene/image_raw", qos_profile_sensor_data),
@@ -157,7 +155,8 @@ class SimNode(Node):
 
 
 def main(args=None) -> int:
-    return run_node(SimNode, num_threads=3, on_exit=lambda node: node.close(), args=args)
+    # One thread: MuJoCo's EGL context is current only in the thread that created it.
+    return run_node(SimNode, single_threaded=True, on_exit=lambda node: node.close(), args=args)
 
 
 if __name__ == "__main__":

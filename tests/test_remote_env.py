@@ -191,3 +191,14 @@ def test_crop_and_resize():
 def test_config_validation(bad):
     with pytest.raises(ValueError):
         RemoteEnvConfig(**bad)
+
+
+def test_the_arm_is_stopped_after_the_last_step_of_an_episode():
+    env, link = make_env(episode_length=3)
+    env.set_task(TRAIN[0])
+    env.reset()
+    for _ in range(2):
+        env.step(np.ones(5))
+    assert np.any(link.qdot != 0)  # mid-episode the command is held
+    env.step(np.ones(5))
+    assert np.all(link.qdot == 0)

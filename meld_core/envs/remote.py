@@ -20,6 +20,8 @@ The ROS agent node implements `RobotLink` with subscriptions, publishers and ser
   task's port pose; see `insertion_reward_fn`) gives dense, sparse and success; success may instead
   come from a link-state sensor (`use_success_topic`).
 - Tasks: `set_task` moves the reset rig and waits; `reset` homes the arm and waits for fresh frames.
+- The arm is stopped after the last step of an episode (the trainer then stores the episode or
+  learns; the arm must not coast on its last command until the arm node's deadman trips).
 """
 
 from __future__ import annotations
@@ -237,6 +239,10 @@ class RemoteRobotEnv:
         self._anchor = tick
         self._steps_since_reset += 1
         self.ticks += 1
+        if self._steps_since_reset >= self.config.episode_length:
+            # The episode is over: stop now rather than let the arm coast until the deadman trips
+            # while the trainer stores the episode or runs its gradient steps.
+            self.link.stop_arm()
         obs.info["commanded_rad_s"] = qdot.tolist()
         return obs
 
