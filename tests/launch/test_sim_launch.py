@@ -2,7 +2,10 @@
 one training iteration completes. Needs ROS 2 and the package built in an overlay:
 
     source /opt/ros/<distro>/setup.bash && source install/setup.bash   # the colcon overlay
-    launch_test tests/launch/test_sim_launch.py                          # or: python -m pytest tests/launch
+    launch_test tests/launch/test_sim_launch.py
+
+(`python -m pytest tests/launch` needs launch_testing's pytest plugin, which on this Jazzy build
+does not load with pytest 8: its hook still takes the removed `path` argument.)
 
 Without ROS (CI) the whole module is skipped at import.
 """
