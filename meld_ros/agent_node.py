@@ -33,6 +33,10 @@ from meld_core.remote_run import AgentRunConfig, remote_env_factory, training_co
 from meld_ros.common import declare_config, diagnostic_array, to_diagnostic
 from meld_ros.ros_env import RosRobotLink
 
+# After a stop request, the running episode gets this long to finish before the link's waits abort
+# (the launch's sigterm_timeout for agent_node is 30 s: the checkpoint must fit in the rest).
+STOP_GRACE_S = 10.0
+
 
 class _ProgressHooks:
     """Trainer hooks that log progress lines (the launch test waits for them)."""
@@ -92,6 +96,7 @@ class AgentNode(Node):
         self.result: str = "running"
         self.error = ""
         self.finished = threading.Event()
+        self.stopping = False
         self._thread: threading.Thread | None = None
         self._start_timer = self.create_timer(0.5, self._start, callback_group=side)
 
@@ -160,9 +165,16 @@ class AgentNode(Node):
                 log.info("meta-test results:\n" + result.table())
             self.result = "done"
         except Exception as exc:
-            self.result = "failed"
-            self.error = f"{type(exc).__name__}: {exc}"
-            log.error(f"agent failed: {self.error}\n{traceback.format_exc()}")
+            if self.stopping:
+                self.result = "stopped"
+                log.warning(
+                    f"stopped during shutdown ({type(exc).__name__}: {exc}); the interrupted episode is "
+                    "lost, the run resumes from its last checkpoint (resume:=true)"
+                )
+            else:
+                self.result = "failed"
+                self.error = f"{type(exc).__name__}: {exc}"
+                log.error(f"agent failed: {self.error}\n{traceback.format_exc()}")
         finally:
             self.link.stop_arm()
             self.finished.set()
@@ -171,6 +183,7 @@ class AgentNode(Node):
         self.trainer = trainer
 
     def request_stop(self) -> None:
+        self.stopping = True
         if self.trainer is not None:
             self.trainer.request_stop()
 
@@ -203,9 +216,12 @@ def main(args=None) -> int:
     interrupts = []
 
     def _on_signal(signum, frame):
-        interrupts.append(signum)
-        if len(interrupts) > 1:
+        # Ctrl-C in a terminal reaches this process twice within milliseconds (from the terminal and
+        # from ros2 launch): count signals less than 2 s apart as one.
+        now = time.monotonic()
+        if interrupts and now - interrupts[-1] > 2.0:
             raise KeyboardInterrupt
+        interrupts.append(now)
 
     signal.signal(signal.SIGINT, _on_signal)
     signal.signal(signal.SIGTERM, _on_signal)
@@ -215,17 +231,24 @@ def main(args=None) -> int:
     try:
         node = AgentNode()
         executor.add_node(node)
-        stop_asked = False
+        abort_at = None
         while not (node.finished.is_set() and node.config.shutdown_when_done):
             executor.spin_once(timeout_sec=0.1)
-            if interrupts and not stop_asked:
-                stop_asked = True
-                node.get_logger().warning("stopping after the running episode (signal again to abort)")
+            if interrupts and abort_at is None:
+                node.get_logger().warning(
+                    f"stopping after the running episode (<= {STOP_GRACE_S:.0f} s; signal again to abort)")
                 node.request_stop()
+                abort_at = time.monotonic() + STOP_GRACE_S
                 if node.trainer is None:
                     break
-            if stop_asked and node.finished.is_set():
-                break
+            if abort_at is not None:
+                if node.finished.is_set():
+                    break
+                if time.monotonic() > abort_at:
+                    # The rest of the graph is usually stopping too: do not wait for a robot that is gone.
+                    node.link.abort()
+        if node._thread is not None:
+            node._thread.join(timeout=10.0)
         code = 0 if node.result != "failed" else 1
     except (KeyboardInterrupt, ExternalShutdownException):
         code = 130
@@ -233,7 +256,10 @@ def main(args=None) -> int:
         print(f"[FATAL] agent_node: {type(exc).__name__}: {exc}", flush=True)
         code = 1
     finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C arrives twice (terminal + launch)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
         if node is not None:
+            node.link.abort()
             node.link.stop_arm()
             executor.remove_node(node)
             node.destroy_node()

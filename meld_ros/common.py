@@ -116,6 +116,10 @@ def run_node(make_node: Callable[[], Node], *, num_threads: int = 4,
             print(f"[FATAL] {type(exc).__name__}: {exc}", flush=True)
         code = 1
     finally:
+        # Ctrl-C in a terminal reaches every node twice (from the terminal and from ros2 launch): the
+        # second SIGINT must not interrupt the clean-up; SIGTERM (launch's escalation) ends the process.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
         if node is not None:
             if on_exit is not None:
                 try:

@@ -53,6 +53,7 @@ class RosRobotLink:
         self._success: tuple[bool, float] | None = None
         self._rig_pose: tuple[tuple[float, float], float] | None = None
         self._rig_state: tuple[str, float] | None = None
+        self._abort = threading.Event()
         inputs = ReentrantCallbackGroup()
         for camera, topic in (("scene", scene_topic), ("wrist", wrist_topic)):
             node.create_subscription(Image, topic, lambda msg, camera=camera: self._on_image(camera, msg),
@@ -102,9 +103,18 @@ class RosRobotLink:
     def now(self) -> float:
         return now_seconds(self.node)
 
+    def abort(self) -> None:
+        """Make every wait of this link raise at once (node shutdown while a trial runs)."""
+        self._abort.set()
+
+    def _check_abort(self) -> None:
+        if self._abort.is_set():
+            raise RobotTimeoutError("aborted: the agent node is shutting down")
+
     def sleep_until(self, t: float) -> None:
         # Poll the node clock so that this follows /clock under use_sim_time as well as wall time.
         while True:
+            self._check_abort()
             remaining = t - self.now()
             if remaining <= 0:
                 return
@@ -145,9 +155,11 @@ class RosRobotLink:
         done = threading.Event()
         future = client.call_async(Trigger.Request())
         future.add_done_callback(lambda _: done.set())
-        if not done.wait(timeout=max(0.0, deadline - time.monotonic())):
-            future.cancel()
-            raise RobotTimeoutError(f"{what} did not answer within {timeout_s:.0f} s")
+        while not done.wait(timeout=0.05):
+            if self._abort.is_set() or time.monotonic() > deadline:
+                future.cancel()
+                self._check_abort()
+                raise RobotTimeoutError(f"{what} did not answer within {timeout_s:.0f} s")
         return future.result()
 
     def home_arm(self, timeout_s: float) -> None:
@@ -169,6 +181,7 @@ class RosRobotLink:
         self.rig_goal_pub.publish(msg)
         last = "no rig state received"
         while time.monotonic() < deadline:
+            self._check_abort()
             with self._lock:
                 pose, state = self._rig_pose, self._rig_state
             if state is not None and state[0] in ("error", "stopped"):

@@ -182,6 +182,14 @@ def test_shutdown_sends_zeros_in_velocity_mode(safety):
     assert np.allclose(bridge.shutdown_command(), 0.0)
 
 
+def test_shutdown_releases_a_waiting_home_request(safety):
+    # arm_node's home service waits on home_done; at exit it must not hold the process for home_timeout_s.
+    bridge = ready_bridge(safety)
+    bridge.start_home(0.0)
+    bridge.shutdown_command()
+    assert bridge.home_done.is_set() and bridge.home_result is False
+
+
 def test_reorder_errors():
     with pytest.raises(ArmBridgeError, match="missing"):
         reorder(["a", "b"], [1, 2], ["a", "c"], "x")

@@ -291,6 +291,8 @@ class ArmBridge:
         with self._lock:
             if self.mode == Mode.WAITING_FOR_MODE:
                 return None
+            if self.mode == Mode.HOMING:
+                self._finish_home(False)  # release a home request that is waiting for the result
             self.mode = Mode.STOPPED
             return np.zeros(self._n)
 
