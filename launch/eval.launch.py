@@ -110,7 +110,11 @@ def generate_launch_description() -> LaunchDescription:
         name="sim",
         output="screen",
         condition=IfCondition(LaunchConfiguration("use_sim")),
-        parameters=[PathJoinSubstitution([config, "sim_node.yaml"]), {"robot_name": robot}],
+        # the simulated world of the run itself (its config.yaml's env_config)
+        parameters=[
+            PathJoinSubstitution([config, "sim_node.yaml"]),
+            {"robot_name": robot, "run_dir": LaunchConfiguration("run_dir")},
+        ],
     )
     arm = Node(
         package="meld_ros",

@@ -14,7 +14,6 @@ and MuJoCo's EGL rendering context is bound to the thread that created it.
 
 from __future__ import annotations
 
-import yaml
 from cv_bridge import CvBridge
 from geometry_msgs.msg import PoseStamped
 from interbotix_xs_msgs.msg import JointGroupCommand
@@ -26,7 +25,7 @@ from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
-from meld_core.envs.sim_robot import SimRobot, SimRobotConfig
+from meld_core.envs.sim_robot import SimRobot, SimRobotConfig, sim_env_overrides
 from meld_ros.common import declare_config, now_seconds, run_node
 from meld_ros.reset_rig_node import fill_pose, read_pose
 
@@ -36,8 +35,8 @@ def make_sim_env(config: SimRobotConfig):
     from meld_core.config import config_from_dict
     from meld_core.envs.widowx_insertion import WidowXInsertionConfig, WidowXInsertionEnv
 
-    overrides = yaml.safe_load(config.env_config) or {}
-    return WidowXInsertionEnv(config_from_dict(WidowXInsertionConfig, overrides), seed=config.seed)
+    env_config = config_from_dict(WidowXInsertionConfig, sim_env_overrides(config))
+    return WidowXInsertionEnv(env_config, seed=config.seed)
 
 
 class SimNode(Node):

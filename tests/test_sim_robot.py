@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from meld_core.envs.sim_robot import SimRobot, SimRobotConfig
+from meld_core.envs.sim_robot import SimRobot, SimRobotConfig, sim_env_overrides
 from meld_core.robot.gz_adapter import GzAdapter, GzAdapterConfig
 
 
@@ -102,3 +102,14 @@ def test_gz_adapter_reorders_and_drops_like_xs_sdk():
     assert adapter.dropped == 3
     with pytest.raises(ValueError):
         GzAdapterConfig(controller_joints=("waist",))
+
+
+def test_sim_env_overrides_come_from_env_config_or_the_run(tmp_path):
+    assert sim_env_overrides(SimRobotConfig(env_config='{"image_size": 32}')) == {"image_size": 32}
+    (tmp_path / "config.yaml").write_text("env: widowx_insertion\nenv_config:\n  episode_length: 7\n")
+    cfg = SimRobotConfig(env_config='{"image_size": 32}', run_dir=str(tmp_path))
+    assert sim_env_overrides(cfg) == {"episode_length": 7}
+    with pytest.raises(FileNotFoundError, match="run directory"):
+        sim_env_overrides(SimRobotConfig(run_dir=str(tmp_path / "none")))
+    with pytest.raises(ValueError, match="mapping"):
+        sim_env_overrides(SimRobotConfig(env_config="[1, 2]"))

@@ -22,6 +22,7 @@ import math
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -47,6 +48,7 @@ class SimRobotConfig:
     group: str = "arm"  # xs_sdk group name of the arm joints
     joint_names: tuple[str, ...] = ("waist", "shoulder", "elbow", "wrist_angle", "wrist_rotate")  # arm joints
     env_config: str = "{}"  # YAML/JSON overrides of WidowXInsertionConfig (the run's env_config)
+    run_dir: str = ""  # if set: take env_config from this run's config.yaml instead (eval of a trained run)
     seed: int = 0  # seed of the simulation
     camera_hz: float = 15.0  # image publication rate of each simulated camera
     joint_state_hz: float = 50.0  # joint-state publication rate (xs_sdk: 100 Hz)
@@ -177,3 +179,18 @@ class SimRobot:
             self._images = None
         self.rig_goal = None
         self.rig_state = "stopped"
+
+
+def sim_env_overrides(config: SimRobotConfig) -> dict:
+    """The WidowXInsertionConfig overrides sim_node builds its world from (run_dir wins over env_config)."""
+    import yaml
+
+    if config.run_dir:
+        path = Path(config.run_dir) / "config.yaml"
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} does not exist: run_dir must be a meld run directory")
+        return dict(yaml.safe_load(path.read_text()).get("env_config") or {})
+    overrides = yaml.safe_load(config.env_config) or {}
+    if not isinstance(overrides, dict):
+        raise ValueError(f"env_config must be a YAML mapping, got {config.env_config!r}")
+    return overrides
