@@ -137,3 +137,30 @@ def test_transient_read_failures_recover():
     assert sup.poll(0.1) is None
     assert sup.poll(0.1 + 0.5) is not None
     assert sup.drops == 1 and sup.reconnects == 1
+
+
+def test_disconnect_from_another_thread_waits_for_a_read_in_progress(tmp_path):
+    # camera_node closes the camera on exit while its grab timer may be inside read().
+    import threading
+
+    path = tmp_path / "scene.avi"
+    write_video(path, frames=4)
+    cam = OpenCVCamera(CameraConfig(source=str(path), fps=5.0))  # each read waits ~0.2 s (pacing)
+    cam.connect()
+    cam.read()
+    errors = []
+
+    def reader():
+        try:
+            cam.read()
+        except Exception as exc:
+            errors.append(exc)
+
+    t = threading.Thread(target=reader)
+    t.start()
+    time.sleep(0.05)
+    cam.disconnect()
+    t.join(timeout=2.0)
+    assert not errors and not cam.is_connected
+    with pytest.raises(CameraError, match="before connect"):
+        cam.read()

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
@@ -118,6 +119,7 @@ class OpenCVCamera:
 
     def __init__(self, config: CameraConfig) -> None:
         self.config = config
+        self._lock = threading.Lock()  # a read in progress and a disconnect from another thread
         self._cap = None
         self._count = 0
         self._next_file_frame = 0.0
@@ -175,12 +177,17 @@ class OpenCVCamera:
         log.info("camera %s: opened %s", cfg.name, cfg.source)
 
     def disconnect(self) -> None:
-        if self._cap is not None:
-            self._cap.release()
-            self._cap = None
-            log.info("camera %s: released %s", self.config.name, self.config.source)
+        with self._lock:
+            if self._cap is not None:
+                self._cap.release()
+                self._cap = None
+                log.info("camera %s: released %s", self.config.name, self.config.source)
 
     def read(self) -> Frame:
+        with self._lock:
+            return self._read()
+
+    def _read(self) -> Frame:
         import cv2
 
         if self._cap is None:
