@@ -33,7 +33,8 @@ class CameraNode(Node):
         self.image_pub = self.create_publisher(Image, self.config.topic, qos_profile_sensor_data)
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         # Grabbing blocks for up to a frame period: keep it off the diagnostics' group.
-        self.create_timer(1.0 / self.config.fps, self._grab, callback_group=MutuallyExclusiveCallbackGroup())
+        self.grab_timer = self.create_timer(1.0 / self.config.fps, self._grab,
+                                            callback_group=MutuallyExclusiveCallbackGroup())
         self.create_timer(1.0, self._diagnostics, callback_group=MutuallyExclusiveCallbackGroup())
         self.get_logger().info(
             f"camera {self.config.name}: {self.config.source} {self.config.width}x{self.config.height} "
@@ -54,6 +55,7 @@ class CameraNode(Node):
         self.diag_pub.publish(diagnostic_array(self, [status]))
 
     def close(self) -> None:
+        self.grab_timer.cancel()
         self.supervisor.close()
 
 
