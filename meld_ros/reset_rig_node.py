@@ -82,7 +82,8 @@ class ResetRigNode(LifecycleNode):
         except Exception as exc:
             self.get_logger().error(f"configure failed: {exc}")
             return TransitionCallbackReturn.FAILURE
-        self.get_logger().info(f"reset rig connected on {self.config.port}")
+        where = "in-process fake rig" if self.config.driver == "fake" else self.config.port
+        self.get_logger().info(f"reset rig connected ({where})")
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
