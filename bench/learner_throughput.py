@@ -8,13 +8,16 @@ frames, actor-critic batch 512 transitions drawn from a pool of 20 trials x 41 f
 recomputed every AC step, as the reference does). `--size small`: 64x64 single camera, base depth 16,
 z1 32 / z2 16, MLPs of 256, 8 trials x 21 frames for the model, 10 x 21 pool and 256 transitions for AC.
 Synthetic data (random images and rewards): the cost of a step does not depend on the pixel values.
-Prints one JSON line per device at the end.
+Prints one JSON line at the end. `*_cpu_s` (process CPU time per step, all threads) and
+`load_avg_1min` tell a busy machine from a slow one. `combined_steps_per_s` = 2 / (model + AC step time),
+i.e. one model step and one AC step alternating.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import time
 
@@ -53,17 +56,19 @@ def synthetic_batch(rng: np.random.Generator, trials: int, frames: int, image_sh
     )
 
 
-def time_steps(fn, batch, steps: int, warmup: int, sync) -> list[float]:
+def time_steps(fn, batch, steps: int, warmup: int, sync) -> tuple[list[float], float]:
+    """Wall times of `steps` calls after `warmup`, and the mean process CPU time per call."""
     for _ in range(warmup):
         fn(batch)
     times = []
+    c0 = time.process_time()
     for _ in range(steps):
         sync()
         t0 = time.perf_counter()
         fn(batch)
         sync()
         times.append(time.perf_counter() - t0)
-    return times
+    return times, (time.process_time() - c0) / steps
 
 
 def run(device: str, size: str, steps: int, warmup: int, bf16: bool | None, channels_last: bool,
@@ -80,8 +85,8 @@ def run(device: str, size: str, steps: int, warmup: int, bf16: bool | None, chan
     model_batch = model_batch.to_torch(agent.device)
     pool = synthetic_batch(rng, spec["pool_trials"], frames, shape, a, ep_frames).to_torch(agent.device)
     sync = torch.cuda.synchronize if agent.device.type == "cuda" else (lambda: None)
-    model_t = time_steps(agent.update_model, model_batch, steps, warmup, sync)
-    ac_t = time_steps(agent.update_actor_critic, pool, steps, warmup, sync)
+    model_t, model_cpu = time_steps(agent.update_model, model_batch, steps, warmup, sync)
+    ac_t, ac_cpu = time_steps(agent.update_actor_critic, pool, steps, warmup, sync)
     m, c = statistics.median(model_t), statistics.median(ac_t)
     return {
         "bench": "learner_throughput", "device": str(agent.device), "size": size,
@@ -92,6 +97,8 @@ def run(device: str, size: str, steps: int, warmup: int, bf16: bool | None, chan
         "model_step_s": round(m, 4), "ac_step_s": round(c, 4),
         "model_steps_per_s": round(1 / m, 3), "ac_steps_per_s": round(1 / c, 3),
         "combined_steps_per_s": round(2 / (m + c), 3),
+        "model_step_cpu_s": round(model_cpu, 4), "ac_step_cpu_s": round(ac_cpu, 4),  # process CPU time
+        "load_avg_1min": round(os.getloadavg()[0], 2),
         "parameters": agent.num_parameters()["total"],
     }
 
@@ -106,7 +113,10 @@ def main() -> None:
                    help="bf16 autocast of the convolutions (auto: CPU only with native bf16; CUDA on)")
     p.add_argument("--no-channels-last", action="store_true")
     p.add_argument("--episodes-per-trial", type=int, default=1)
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     devices = ["cpu", "cuda"] if args.device == "all" else [args.device]
     if "cuda" in devices and not torch.cuda.is_available():
         devices.remove("cuda")

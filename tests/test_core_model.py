@@ -53,6 +53,14 @@ def test_parameter_counts_of_the_reference_model(capsys):
     assert sum(one.values()) > 0 and "model_total" in capsys.readouterr().out
 
 
+def test_image_likelihood_is_the_normal_density():
+    from meld_core.model import fixed_std_normal_log_prob
+
+    mean, target = torch.randn(3, 3, 8, 4), torch.rand(3, 3, 8, 4)
+    expected = torch.distributions.Normal(mean, 0.1**0.5).log_prob(target).sum((1, 2, 3))
+    torch.testing.assert_close(fixed_std_normal_log_prob(mean, 0.1**0.5, target), expected)
+
+
 def test_reward_none_drops_the_tiled_reward():
     model = LatentModel(tiny_model_config(reward_input="none"), action_dim=2)
     feats = model.encode(torch.zeros(1, 2, 32, 32, 3, dtype=torch.uint8), None)
