@@ -62,7 +62,8 @@ def main() -> None:
         "p50_ms": round(float(np.percentile(ms, 50)), 3), "p99_ms": round(float(np.percentile(ms, 99)), 3),
         "max_ms": round(float(ms.max()), 3),
         "cpu_ms_per_call": round(float(np.mean(cpu_times) * 1e3), 3),  # process CPU time (all threads)
-        "load_avg_1min": round(os.getloadavg()[0], 2), "budget_ms": 303, "parameters": agent.num_parameters()["total"],
+        "load_avg_1min": round(os.getloadavg()[0], 2), "budget_ms": 303,
+        "parameters": agent.num_parameters()["total"],
     }))
 
 
