@@ -92,6 +92,31 @@ def test_first_step_networks_only_at_the_trial_start():
     assert torch.allclose(model.filter(feats, actions3, noise).z1_mean, changed.z1_mean)
 
 
+def test_filter_equals_the_networks_on_concatenated_inputs():
+    """The loop's precomputed first layers give exactly the reference conditionals (section 1.3)."""
+    torch.manual_seed(1)
+    model = LatentModel(tiny_model_config(), action_dim=3)
+    b, length = 2, 5
+    feats, actions = torch.randn(b, length, model.feature_size), torch.randn(b, length, 3)
+    e1, e2 = torch.randn(b, length, 8), torch.randn(b, length, 4)
+    out = model.filter(feats, actions, (e1, e2))
+    with torch.no_grad():
+        m1, s1 = model.z1_first_posterior(feats[:, 0])
+        z1 = m1 + s1 * e1[:, 0]
+        m2, s2 = model.z2_first(z1)
+        z2 = m2 + s2 * e2[:, 0]
+        means = [m1]
+        for t in range(1, length):
+            m1, s1 = model.z1_posterior(torch.cat([feats[:, t], z2, actions[:, t - 1]], -1))
+            z1 = m1 + s1 * e1[:, t]
+            m2, s2 = model.z2_step(torch.cat([z1, z2, actions[:, t - 1]], -1))
+            z2 = m2 + s2 * e2[:, t]
+            means.append(m1)
+        torch.testing.assert_close(out.z1_mean, torch.stack(means, 1), rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(out.z2[:, -1], z2, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(out.z2_std[:, -1], s2, rtol=1e-5, atol=1e-5)
+
+
 def _structured_trials(rng, b, length, size):
     """A bright square moving with the (recorded) actions: learnable, unlike pixel noise."""
     images = np.zeros((b, length, size, size, 3), np.uint8)
