@@ -192,3 +192,30 @@ def test_parameter_count_helper():
     counts = make_agent().num_parameters()
     assert counts["total"] == counts["model_total"] + counts["actor"] + counts["critic"] + 1
     assert min(counts.values()) > 0
+
+
+def test_bf16_autocast_of_the_convolutions_tracks_fp32():
+    rng = np.random.default_rng(6)
+    batch = stack_trials([[random_episode(rng, 0, 5, SHAPE, 2)] for _ in range(2)])
+    losses = {}
+    for bf16 in (False, True):
+        device = DeviceConfig(device="cpu", cpu_bf16=bf16)
+        agent = MeldAgent(tiny_model_config(SHAPE), tiny_sac_config(), 2, device)
+        assert agent.learner_precision == ("bfloat16" if bf16 else "float32")
+        torch.manual_seed(0)
+        losses[bf16] = agent.update_model(batch)["model_loss"]
+        # act() stays fp32 whatever the learner does.
+        a = agent.act(batch.images[0, 0], 0.0, episode_start=True)
+        assert a.dtype == np.float32
+    assert losses[True] == pytest.approx(losses[False], rel=1e-2)
+
+
+def test_td_reward_next_frame_option():
+    rng = np.random.default_rng(7)
+    agent = MeldAgent(tiny_model_config(SHAPE), tiny_sac_config(td_reward="next"), 2, CPU32)
+    batch = trial(rng, episodes=2, steps=3)
+    tb = batch.to_torch()
+    tb.actions[:] = torch.arange(batch.trial_length, dtype=torch.float32)[None, :, None] / 100
+    tr = agent.ac_transitions(tb)
+    frames = torch.round(tr.action[:, 0] * 100).long().numpy()
+    np.testing.assert_allclose(tr.reward.numpy(), batch.dense[0][frames + 1])
