@@ -99,7 +99,7 @@ def run(device: str, size: str, steps: int, warmup: int, bf16: bool | None, chan
         "combined_steps_per_s": round(2 / (m + c), 3),
         "model_step_cpu_s": round(model_cpu, 4), "ac_step_cpu_s": round(ac_cpu, 4),  # process CPU time
         "load_avg_1min": round(os.getloadavg()[0], 2),
-        "parameters": agent.num_parameters()["total"],
+        "parameters": agent.num_parameters(),
     }
 
 

@@ -164,13 +164,13 @@ def test_model_update_metrics_and_state_dict_round_trip(tmp_path):
     expected = (agent.update_model(model_batch), agent.update_actor_critic(pool))
 
     clone = make_agent(seed=99)
-    clone.load_state_dict(torch.load(path, weights_only=False))
+    clone.load_state_dict(torch.load(path))  # loads with torch's default weights_only=True
     assert (clone.model_updates, clone.ac_updates) == (1, 1)
     got = (clone.update_model(model_batch), clone.update_actor_critic(pool))
     assert got == expected
     with pytest.raises(ValueError, match="different model config"):
         MeldAgent(tiny_model_config(SHAPE, latent1_size=6), tiny_sac_config(), 2, CPU32).load_state_dict(
-            torch.load(path, weights_only=False))
+            torch.load(path))
 
 
 def test_seeding_makes_runs_reproducible():
