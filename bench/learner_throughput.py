@@ -25,8 +25,9 @@ import numpy as np
 import torch
 
 from meld_core.agent import MeldAgent
-from meld_core.config import DeviceConfig, ModelConfig, SACConfig
-from meld_core.replay import TrialBatch
+from meld_core.config import DeviceConfig, ModelConfig, ReplayConfig, SACConfig
+from meld_core.replay import ReplayStore, TrialBatch
+from meld_core.testing.core_fakes import random_episode
 
 SIZES = {
     "reference": dict(
@@ -71,6 +72,29 @@ def time_steps(fn, batch, steps: int, warmup: int, sync) -> tuple[list[float], f
     return times, (time.process_time() - c0) / steps
 
 
+def replay_sampling(spec: dict, device: torch.device, steps: int) -> dict:
+    """Host-side cost of forming the batches from a filled ReplayStore (and copying them to `device`)."""
+    rng = np.random.default_rng(1)
+    frames = spec["frames"]
+    cfg = ReplayConfig(num_tasks_per_train=spec["pool_trials"],
+                       model_batch_frames=spec["model_trials"] * frames)
+    store = ReplayStore(cfg, num_tasks=spec["pool_trials"])
+    for task in range(spec["pool_trials"]):
+        for _ in range(5):
+            store.add(random_episode(rng, task, frames - 1, spec["model"].image_shape, spec["action_dim"]))
+    out = {}
+    for name, fn in (("model", store.sample_model_batch), ("ac", store.sample_ac_batch)):
+        times = []
+        for _ in range(steps + 1):
+            t0 = time.perf_counter()
+            fn(rng, 1).to_torch(device)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            times.append(time.perf_counter() - t0)
+        out[f"sample_{name}_batch_s"] = round(statistics.median(times[1:]), 4)
+    return out
+
+
 def run(device: str, size: str, steps: int, warmup: int, bf16: bool | None, channels_last: bool,
         episodes_per_trial: int) -> dict:
     spec = SIZES[size]
@@ -88,6 +112,7 @@ def run(device: str, size: str, steps: int, warmup: int, bf16: bool | None, chan
     model_t, model_cpu = time_steps(agent.update_model, model_batch, steps, warmup, sync)
     ac_t, ac_cpu = time_steps(agent.update_actor_critic, pool, steps, warmup, sync)
     m, c = statistics.median(model_t), statistics.median(ac_t)
+    sampling = replay_sampling(spec, agent.device, steps)
     return {
         "bench": "learner_throughput", "device": str(agent.device), "size": size,
         "precision": agent.learner_precision,
@@ -98,6 +123,7 @@ def run(device: str, size: str, steps: int, warmup: int, bf16: bool | None, chan
         "model_steps_per_s": round(1 / m, 3), "ac_steps_per_s": round(1 / c, 3),
         "combined_steps_per_s": round(2 / (m + c), 3),
         "model_step_cpu_s": round(model_cpu, 4), "ac_step_cpu_s": round(ac_cpu, 4),  # process CPU time
+        **sampling,  # replay -> TrialBatch -> tensors on the device, per batch
         "load_avg_1min": round(os.getloadavg()[0], 2),
         "parameters": agent.num_parameters(),
     }

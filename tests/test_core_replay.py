@@ -101,6 +101,9 @@ def test_trials_concatenate_random_episodes_of_one_task():
             assert matches and matches[0].task_index == pool.task_index[i]
     model = store.model_batch_from(pool, rng)
     assert model.batch_size == 36 // 12 and set(model.task_index.tolist()) <= set(pool.task_index.tolist())
+    direct = store.sample_model_batch(rng, episodes_per_trial=2)
+    assert direct.images.shape == (3, 12, *SHAPE) and direct.episode_start[:, 6].all()
+    assert store.sample_ac_batch(rng, episodes_per_trial=1).images.shape == (5, 6, *SHAPE)
 
 
 def test_offline_episodes_replace_whole_slots_cut_to_the_online_length():
