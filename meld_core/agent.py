@@ -107,7 +107,8 @@ class MeldAgent:
             self.model.encoder.to(memory_format=torch.channels_last)
             self.model.decoder.to(memory_format=torch.channels_last)
         self.model.amp = self._conv_amp
-        self.model_opt = torch.optim.Adam(self.model.parameters(), lr=model_cfg.lr, eps=model_cfg.adam_eps)
+        self.model_opt = torch.optim.Adam(self.model.parameters(), lr=model_cfg.lr, eps=model_cfg.adam_eps,
+                                          fused=cuda)
         self.sac = SAC(sac_cfg, model_cfg.belief_size, self.action_dim, self.device)
         self._sampler = torch.Generator(device=self.device)
         self._sampler.manual_seed(seed + 1)
