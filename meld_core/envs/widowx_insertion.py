@@ -22,7 +22,6 @@ it from reward); `render_frame()` marks it for videos.
 from __future__ import annotations
 
 import logging
-import os
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -30,15 +29,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from meld_core.envs.base import EnvSpec, Observation, Task
+from meld_core.envs.offscreen import OffscreenRenderer, RenderError  # noqa: F401 (re-exported)
 from meld_core.robot.kinematics import ARM_JOINTS, WidowXKinematics
 from meld_core.robot.reward import InsertionGoal, InsertionRewardConfig, RigGeometry, insertion_reward
 from meld_core.robot.safety import SafeCommand, SafetyConfig, SafetyFilter
 from meld_core.robot.urdf import UrdfModel, axis_angle_matrix, expand_xacro
 
 log = logging.getLogger(__name__)
-
-# MuJoCo reads MUJOCO_GL when it is first imported; offscreen rendering needs egl or osmesa.
-os.environ.setdefault("MUJOCO_GL", "egl")
 
 ENV_NAME = "widowx_insertion"
 # Dynamixel X-series velocity unit: 0.229 rpm (the driver truncates commands to whole units).
@@ -49,10 +46,6 @@ _RIG_JOINTS = ("rig_rail", "rig_rotation")
 # Per arm joint: velocity-actuator gain (N m s/rad) and reflected rotor inertia (kg m^2).
 _ACTUATOR_KV = (8.0, 8.0, 6.0, 3.0, 0.5)
 _ARMATURE = (0.012, 0.012, 0.012, 0.012, 0.004)
-
-
-class RenderError(RuntimeError):
-    """MuJoCo could not render offscreen (no EGL/OSMesa, or MUJOCO_GL set too late)."""
 
 
 @dataclass(frozen=True)
@@ -289,7 +282,6 @@ class WidowXInsertionEnv:
                             for i in range(cfg.num_ports)]
         self._renderer = None
         self._video_renderer = None
-        self._video_option = None
         self.task: Task | None = None
         self._goal = InsertionGoal(port=0)
         self._port_poses: list[np.ndarray] = []
@@ -340,17 +332,12 @@ class WidowXInsertionEnv:
 
     def render_frame(self) -> np.ndarray:
         """Scene | wrist at `video_size`, side by side, with the goal port marked in red."""
-        mj = self._mj
         if self._video_renderer is None:
-            size = self.config.video_size
-            self._video_renderer = self._make_renderer(size)
-            self._video_option = mj.MjvOption()
-            self._video_option.sitegroup[4] = 1
-        frames = []
-        for camera in ("scene", "wrist"):
-            self._video_renderer.update_scene(self.data, camera=camera, scene_option=self._video_option)
-            frames.append(self._downsample(self._video_renderer.render()))
-        return np.concatenate(frames, axis=1)
+            self._video_renderer = OffscreenRenderer(self.model, self.config.video_size,
+                                                     self.config.render_supersample)
+            self._video_renderer.option.sitegroup[4] = 1
+        frames = self._video_renderer.render(self.data, ("scene", "wrist"))
+        return np.concatenate([frames["scene"], frames["wrist"]], axis=1)
 
     def close(self) -> None:
         for renderer in (self._renderer, self._video_renderer):
@@ -367,12 +354,9 @@ class WidowXInsertionEnv:
     def camera_images(self) -> dict[str, np.ndarray]:
         """{"scene": (S, S, 3) uint8, "wrist": (S, S, 3) uint8} at `image_size`."""
         if self._renderer is None:
-            self._renderer = self._make_renderer(self.config.image_size)
-        images = {}
-        for camera in ("scene", "wrist"):
-            self._renderer.update_scene(self.data, camera=camera)
-            images[camera] = self._downsample(self._renderer.render())
-        return images
+            self._renderer = OffscreenRenderer(self.model, self.config.image_size,
+                                               self.config.render_supersample)
+        return self._renderer.render(self.data, ("scene", "wrist"))
 
     def step_velocity(self, qdot_rad_s: np.ndarray) -> SafeCommand:
         """Apply a joint-velocity command (rad/s) for one control period, through the safety filter.
@@ -425,34 +409,6 @@ class WidowXInsertionEnv:
         return self.kinematics.tool_pose(self.joint_state()[0])
 
     # --- internals ------------------------------------------------------------------------------
-
-    def _downsample(self, image: np.ndarray) -> np.ndarray:
-        k = self.config.render_supersample
-        if k == 1:
-            return image.copy()
-        box = np.zeros((image.shape[0] // k, image.shape[1] // k, 3), np.uint16)
-        for i in range(k):
-            for j in range(k):
-                box += image[i::k, j::k]
-        return ((box + (k * k) // 2) // (k * k)).astype(np.uint8)
-
-    def _make_renderer(self, size: int):
-        size *= self.config.render_supersample
-        # The offscreen buffer is allocated at offwidth x offheight and cleared whole every frame:
-        # size it for this renderer only (llvmpipe's cost grows with it).
-        self.model.vis.global_.offwidth = self.model.vis.global_.offheight = size
-        try:
-            renderer = self._mj.Renderer(self.model, height=size, width=size)
-        except Exception as exc:  # mujoco.FatalError and GL errors
-            raise RenderError(
-                f"MuJoCo offscreen rendering failed ({exc}). Set MUJOCO_GL=egl (or osmesa) before "
-                f"anything imports mujoco (now MUJOCO_GL={os.environ.get('MUJOCO_GL')!r}), and install "
-                "libegl1 libgl1-mesa-dri libosmesa6 (./install.sh does)."
-            ) from exc
-        renderer.scene.flags[self._mj.mjtRndFlag.mjRND_SHADOW] = False
-        renderer.scene.flags[self._mj.mjtRndFlag.mjRND_REFLECTION] = False
-        renderer.scene.flags[self._mj.mjtRndFlag.mjRND_SKYBOX] = False
-        return renderer
 
     def _image(self) -> np.ndarray:
         images = self.camera_images()
