@@ -57,3 +57,45 @@ def test_camera_errors():
     renderer.close()
     with pytest.raises(RenderError):
         renderer.render(data, ["c"])
+
+
+def test_another_thread_can_render():
+    """Regression: the GL context stayed current in the creating thread, so a ROS executor thread
+    rendering next failed with EGL_BAD_ACCESS."""
+    import threading
+
+    from meld_core.envs.widowx_insertion import WidowXInsertionConfig, WidowXInsertionEnv
+
+    env = WidowXInsertionEnv(WidowXInsertionConfig(image_size=16, num_train_tasks=1, num_eval_tasks=1))
+    first = env.reset().image
+    result = {}
+
+    def work():
+        try:
+            result["images"] = env.camera_images()
+        except Exception as exc:  # noqa: BLE001 - reported below
+            result["error"] = exc
+
+    thread = threading.Thread(target=work)
+    thread.start()
+    thread.join(timeout=60)
+    assert "error" not in result, result.get("error")
+    assert np.array_equal(result["images"]["scene"], first[:16])
+    assert np.array_equal(env.reset().image, first)
+    env.close()
+
+
+@pytest.mark.parametrize("backend", ["osmesa", "egl"])
+def test_backends(backend):
+    code = textwrap.dedent("""
+        from meld_core.envs.widowx_insertion import WidowXInsertionConfig, WidowXInsertionEnv
+        env = WidowXInsertionEnv(WidowXInsertionConfig(image_size=16, num_train_tasks=1, num_eval_tasks=1))
+        assert env.reset().image.std() > 5
+        env.close()
+        print("ok")
+    """)
+    environ = {k: v for k, v in os.environ.items() if k != "PYOPENGL_PLATFORM"}
+    environ["MUJOCO_GL"] = backend
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                            env=environ)
+    assert result.returncode == 0 and "ok" in result.stdout, result.stderr[-2000:]

@@ -1,6 +1,6 @@
 """Headless MuJoCo rendering of several fixed cameras, independent of import order.
 
-    renderer = OffscreenRenderer(model, size=64, supersample=2)
+    renderer = OffscreenRenderer(model, size=64, supersample=2)   # any thread may render (one at a time)
     images = renderer.render(data, ["scene", "wrist"])      # {"scene": (64, 64, 3) uint8, ...}
     renderer.close()
 
@@ -74,14 +74,14 @@ class OffscreenRenderer:
         model.vis.global_.offwidth, model.vis.global_.offheight = width, height
         try:
             self._gl = context_class(width, height)
-            self._gl.make_current()
-            self._ctx = mujoco.MjrContext(model, mujoco.mjtFontScale.mjFONTSCALE_100.value)
+            with self._gl.as_current():
+                self._ctx = mujoco.MjrContext(model, mujoco.mjtFontScale.mjFONTSCALE_100.value)
+                mujoco.mjr_setBuffer(mujoco.mjtFramebuffer.mjFB_OFFSCREEN.value, self._ctx)
         except Exception as exc:  # mujoco.FatalError, EGL/OSMesa errors
             raise RenderError(
                 f"could not create an offscreen OpenGL context ({exc}). Install libegl1 "
                 "libgl1-mesa-dri libosmesa6 (./install.sh does) or try MUJOCO_GL=osmesa."
             ) from exc
-        mujoco.mjr_setBuffer(mujoco.mjtFramebuffer.mjFB_OFFSCREEN.value, self._ctx)
         self._scene = mujoco.MjvScene(model, maxgeom=max(200, 4 * model.ngeom))
         for flag in (mujoco.mjtRndFlag.mjRND_SHADOW, mujoco.mjtRndFlag.mjRND_REFLECTION,
                      mujoco.mjtRndFlag.mjRND_SKYBOX):
@@ -107,24 +107,26 @@ class OffscreenRenderer:
             raise RenderError("render() called after close()")
         if not 1 <= len(cameras) <= self.max_cameras:
             raise ValueError(f"render 1..{self.max_cameras} cameras per call, got {len(cameras)}")
-        self._gl.make_current()
+        ids = [self._camera_id(name) for name in cameras]
         px = self._px
-        for i, name in enumerate(cameras):
-            self._camera.fixedcamid = self._camera_id(name)
-            mj.mjv_updateScene(self.model, data, self.option, None, self._camera,
-                               mj.mjtCatBit.mjCAT_ALL.value, self._scene)
-            mj.mjr_render(mj.MjrRect(i * px, 0, px, px), self._scene, self._ctx)
         width = px * len(cameras)
         out = np.empty((px, width, 3), np.uint8)
-        mj.mjr_readPixels(out, None, mj.MjrRect(0, 0, width, px), self._ctx)
+        # Current only while drawing, so that any thread may render next (one at a time).
+        with self._gl.as_current():
+            for i, cid in enumerate(ids):
+                self._camera.fixedcamid = cid
+                mj.mjv_updateScene(self.model, data, self.option, None, self._camera,
+                                   mj.mjtCatBit.mjCAT_ALL.value, self._scene)
+                mj.mjr_render(mj.MjrRect(i * px, 0, px, px), self._scene, self._ctx)
+            mj.mjr_readPixels(out, None, mj.MjrRect(0, 0, width, px), self._ctx)
         out = out[::-1]  # OpenGL rows start at the bottom
         return {name: box_downsample(out[:, i * px:(i + 1) * px], self.supersample)
                 for i, name in enumerate(cameras)}
 
     def close(self) -> None:
         if self._gl is not None:
-            self._gl.make_current()
-            self._ctx.free()
+            with self._gl.as_current():
+                self._ctx.free()
             self._gl.free()
             self._gl = None
 
