@@ -174,8 +174,6 @@ def build_model(cfg: WidowXInsertionConfig, urdf_xml: str):
     substeps = int(np.ceil(period / cfg.physics_timestep - 1e-9))
     spec.option.timestep = period / substeps
     spec.option.integrator = mujoco.mjtIntegrator.mjINT_IMPLICITFAST
-    spec.visual.global_.offwidth = max(cfg.video_size, cfg.image_size) * cfg.render_supersample
-    spec.visual.global_.offheight = max(cfg.video_size, cfg.image_size) * cfg.render_supersample
     spec.visual.quality.offsamples = 0  # no MSAA: anti-aliasing is done by supersampling
     spec.visual.headlight.ambient = [0.35, 0.35, 0.35]
     spec.visual.headlight.diffuse = [0.45, 0.45, 0.45]
