@@ -193,33 +193,37 @@ class TorchTrialBatch:
     task_index: torch.Tensor
 
 
-def concat_trial(episodes: list[Episode]) -> dict[str, np.ndarray]:
-    """Lay episodes end to end (one trial)."""
-    starts = []
-    for ep in episodes:
-        s = np.zeros(ep.num_frames, dtype=bool)
-        s[0] = True
-        starts.append(s)
-    return {
-        "images": np.concatenate([e.images for e in episodes]),
-        "actions": np.concatenate([e.actions for e in episodes]),
-        "dense": np.concatenate([e.dense_rewards for e in episodes]),
-        "sparse": np.concatenate([e.sparse_rewards for e in episodes]),
-        "successes": np.concatenate([e.successes for e in episodes]),
-        "episode_start": np.concatenate(starts),
-    }
-
-
 def stack_trials(trials: list[list[Episode]]) -> TrialBatch:
-    """TrialBatch from lists of episodes; every trial must have the same total length."""
-    parts = [concat_trial(t) for t in trials]
-    lengths = {p["images"].shape[0] for p in parts}
+    """TrialBatch from lists of episodes; every trial must have the same total length.
+
+    Writes each episode once into preallocated arrays (one copy of the images, not two).
+    """
+    lengths = {sum(e.num_frames for e in t) for t in trials}
     if len(lengths) != 1:
         raise ValueError(f"trials of different lengths {sorted(lengths)} cannot be batched; "
                          "all episodes must have the same number of frames")
-    arrays = {k: np.stack([p[k] for p in parts]) for k in parts[0]}
-    task_index = np.array([t[0].task_index for t in trials], dtype=np.int64)
-    return TrialBatch(task_index=task_index, **arrays)
+    b, length, first = len(trials), lengths.pop(), trials[0][0]
+    out = TrialBatch(
+        images=np.empty((b, length, *first.images.shape[1:]), np.uint8),
+        actions=np.empty((b, length, first.actions.shape[1]), np.float32),
+        dense=np.empty((b, length), np.float32),
+        sparse=np.empty((b, length), np.float32),
+        successes=np.empty((b, length), bool),
+        episode_start=np.zeros((b, length), bool),
+        task_index=np.array([t[0].task_index for t in trials], dtype=np.int64),
+    )
+    for i, trial in enumerate(trials):
+        t0 = 0
+        for ep in trial:
+            t1 = t0 + ep.num_frames
+            out.images[i, t0:t1] = ep.images
+            out.actions[i, t0:t1] = ep.actions
+            out.dense[i, t0:t1] = ep.dense_rewards
+            out.sparse[i, t0:t1] = ep.sparse_rewards
+            out.successes[i, t0:t1] = ep.successes
+            out.episode_start[i, t0] = True
+            t0 = t1
+    return out
 
 
 class ReplayStore:
@@ -352,6 +356,10 @@ class ReplayStore:
     def sample_trials(self, rng: np.random.Generator, episodes_per_trial: int,
                       num_trials: int | None = None) -> TrialBatch:
         """The trial pool: `num_tasks_per_train * trials_per_task` trials (or `num_trials`)."""
+        return stack_trials(self._pool_episodes(rng, episodes_per_trial, num_trials))
+
+    def _pool_episodes(self, rng: np.random.Generator, episodes_per_trial: int,
+                       num_trials: int | None = None) -> list[list[Episode]]:
         if episodes_per_trial < 1:
             raise ValueError(f"episodes_per_trial must be >= 1, got {episodes_per_trial}")
         with self._lock:
@@ -365,9 +373,8 @@ class ReplayStore:
                 chosen = np.repeat(chosen, self.cfg.trials_per_task)
             else:
                 chosen = rng.choice(tasks, size=num_trials, replace=True)
-            trials = [[self._draw_episode(rng, int(t), frames) for _ in range(episodes_per_trial)]
-                      for t in chosen]
-        return stack_trials(trials)
+            return [[self._draw_episode(rng, int(t), frames) for _ in range(episodes_per_trial)]
+                    for t in chosen]
 
     def model_batch_from(self, pool: TrialBatch, rng: np.random.Generator) -> TrialBatch:
         """`model_batch_frames // trial_length` trials drawn from the pool with replacement."""
@@ -376,7 +383,9 @@ class ReplayStore:
 
     def sample_model_batch(self, rng: np.random.Generator, episodes_per_trial: int) -> TrialBatch:
         """A model batch (reference: 12 x 41 frames with 512 model_bs_in_steps and E=1, T=40)."""
-        return self.model_batch_from(self.sample_trials(rng, episodes_per_trial), rng)
+        pool = self._pool_episodes(rng, episodes_per_trial)
+        n = max(1, self.cfg.model_batch_frames // sum(e.num_frames for e in pool[0]))
+        return stack_trials([pool[i] for i in rng.integers(len(pool), size=n)])  # only these are copied
 
     def sample_ac_batch(self, rng: np.random.Generator, episodes_per_trial: int) -> TrialBatch:
         """An actor-critic batch: the whole trial pool (the agent draws transitions from it)."""

@@ -93,7 +93,8 @@ class Transitions:
 class SAC(nn.Module):
     """Actor, twin critics with targets, learned temperature, and their optimisers."""
 
-    def __init__(self, cfg: SACConfig, belief_size: int, action_dim: int):
+    def __init__(self, cfg: SACConfig, belief_size: int, action_dim: int,
+                 device: str | torch.device = "cpu"):
         super().__init__()
         self.cfg = cfg
         self.actor = Actor(belief_size, action_dim, cfg)
@@ -103,10 +104,14 @@ class SAC(nn.Module):
             self.target_critic.load_state_dict(self.critic.state_dict())
         self.target_critic.requires_grad_(False)
         self.log_alpha = nn.Parameter(torch.tensor(math.log(cfg.initial_alpha)))
+        self.to(device)  # before the optimisers are built, so they hold the device's parameters
         self.target_entropy = float(cfg.target_entropy if cfg.target_entropy is not None else -action_dim)
-        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr, eps=cfg.adam_eps)
-        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=cfg.critic_lr, eps=cfg.adam_eps)
-        self.alpha_opt = torch.optim.Adam([self.log_alpha], lr=cfg.alpha_lr, eps=cfg.adam_eps)
+        fused = torch.device(device).type == "cuda"  # one kernel per optimiser step on CUDA
+        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr, eps=cfg.adam_eps,
+                                          fused=fused)
+        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=cfg.critic_lr, eps=cfg.adam_eps,
+                                           fused=fused)
+        self.alpha_opt = torch.optim.Adam([self.log_alpha], lr=cfg.alpha_lr, eps=cfg.adam_eps, fused=fused)
 
     @property
     def alpha(self) -> Tensor:
