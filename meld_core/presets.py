@@ -42,27 +42,30 @@ def _point_nav(preset: str) -> RunConfig:
             sac=SACConfig(actor_hidden=(32, 32), critic_hidden=(32, 32), batch_size=64),
             replay=ReplayConfig(num_tasks_per_train=n_train, model_batch_frames=2 * (T + 1) * E),
             device=DeviceConfig(device="cpu", cpu_bf16=False, num_threads=1),
-            train=TrainConfig(episodes_per_trial=E, init_collect_trials_per_task=1, init_model_train_ratio=0.25,
-                              model_train_ratio=0.25, ac_train_ratio=0.25, num_iterations=6, eval_interval=3,
+            train=TrainConfig(episodes_per_trial=E, init_collect_trials_per_task=1,
+                              init_model_train_ratio=0.25, model_train_ratio=0.25, ac_train_ratio=0.25,
+                              num_iterations=6, eval_interval=3,
                               eval_trials=2, video_trials=1, checkpoint_interval=2, keep_checkpoints=2,
                               log_interval=1),
             preset="smoke",
         )
     if preset == "small":
+        # Sized for ~30 minutes on 2 CPU cores: 64x64 images, a narrow conv stack (base depth 8),
+        # small latents, model batches of 4 trials, fewer gradient steps per env step than the paper.
         T, E, n_train = 20, 2, 20
         return RunConfig(
             env="point_nav",
             env_config={"image_size": 64, "episode_length": T, "num_train_tasks": n_train,
                         "num_eval_tasks": 10},
-            model=ModelConfig(image_shape=(64, 64, 3), latent1_size=32, latent2_size=16, base_depth=16,
+            model=ModelConfig(image_shape=(64, 64, 3), latent1_size=32, latent2_size=16, base_depth=8,
                               hidden_size=128, reward_tile=16),
             sac=SACConfig(actor_hidden=(256, 256), critic_hidden=(256, 256), batch_size=256),
-            replay=ReplayConfig(num_tasks_per_train=10, model_batch_frames=6 * (T + 1) * E),
+            replay=ReplayConfig(num_tasks_per_train=10, model_batch_frames=4 * (T + 1) * E),
             device=DeviceConfig(device="auto", cpu_bf16=False),
-            train=TrainConfig(episodes_per_trial=E, init_collect_trials_per_task=2, init_model_train_ratio=0.3,
-                              model_train_ratio=0.3, ac_train_ratio=0.3, num_iterations=300, eval_interval=25,
-                              eval_trials=10, video_trials=2, checkpoint_interval=25, keep_checkpoints=3,
-                              log_interval=5),
+            train=TrainConfig(episodes_per_trial=E, init_collect_trials_per_task=2,
+                              init_model_train_ratio=0.2, model_train_ratio=0.2, ac_train_ratio=0.25,
+                              num_iterations=250, eval_interval=25, eval_trials=10, video_trials=2,
+                              checkpoint_interval=25, keep_checkpoints=3, log_interval=5),
             preset="small",
         )
     if preset == "paper":

@@ -26,8 +26,8 @@ def one_line_error(result, needle):
 
 
 def test_unknown_env_and_preset(tmp_path):
-    one_line_error(meld("train", "--env", "moon_lander", "--preset", "smoke", "--run-dir", str(tmp_path / "a")),
-                   "unknown environment 'moon_lander'")
+    one_line_error(meld("train", "--env", "moon_lander", "--preset", "smoke", "--run-dir",
+                        str(tmp_path / "a")), "unknown environment 'moon_lander'")
     one_line_error(meld("train", "--env", "point_nav", "--preset", "giant", "--run-dir", str(tmp_path / "b")),
                    "unknown preset 'giant'")
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
@@ -39,7 +39,8 @@ def test_eval_without_checkpoint_or_run(tmp_path):
 
 def test_train_eval_and_bad_run_dirs(tmp_path):
     run = tmp_path / "run"
-    result = meld("train", "--env", "point_nav", "--preset", "smoke", "--run-dir", str(run), "--iterations", "2")
+    result = meld("train", "--env", "point_nav", "--preset", "smoke", "--run-dir", str(run),
+                  "--iterations", "2")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "success ep 1" in result.stdout
     result = meld("eval", "--run-dir", str(run), "--rounds", "1", "--videos", "0")
