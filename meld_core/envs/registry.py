@@ -31,6 +31,9 @@ class EnvEntry:
 _REGISTRY: dict[str, EnvEntry] = {
     "point_nav": EnvEntry("meld_core.envs.point_nav", "PointNavEnv", "PointNavConfig",
                           "2-D point robot, goals on a semicircle (paper appendix D); CPU-cheap"),
+    "widowx_insertion": EnvEntry("meld_core.envs.widowx_insertion", "WidowXInsertionEnv",
+                                 "WidowXInsertionConfig",
+                                 "MuJoCo WidowX 200 inserts an Ethernet plug; two cameras; rig tasks"),
 }
 
 
