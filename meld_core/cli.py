@@ -61,6 +61,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
             args.stage = "sparse"
         if args.resume and rd.exists() and args.env is None:
             config = load_run_config(rd)  # continue the stored run with its own config
+            if args.iterations is not None:
+                config = dataclasses.replace(
+                    config, train=dataclasses.replace(config.train, num_iterations=args.iterations))
         else:
             if args.env is None:
                 raise CliError("--env is required (e.g. --env point_nav) unless --resume continues a run")

@@ -339,7 +339,8 @@ class RunConfig:
         return config_from_dict(env_config_class(self.env), self.env_config)
 
     def identity(self) -> dict[str, Any]:
-        """What makes two runs the same run (everything but the device)."""
+        """What makes two runs the same run: everything but the device and the iteration budget."""
         d = dataclasses.asdict(self)
         d.pop("device")
+        d["train"].pop("num_iterations")
         return d

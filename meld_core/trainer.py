@@ -195,6 +195,10 @@ class Trainer:
             if not self.resume:
                 raise RunDirError(f"{rd.root} already holds a run; pass --resume to continue it "
                                   "or choose another --run-dir")
+            if stored.train.num_iterations != self.config.train.num_iterations:
+                logger.info("iteration budget changed from %d to %d", stored.train.num_iterations,
+                            self.config.train.num_iterations)
+                rd.write_yaml(rd.config_path, dataclasses.asdict(self.config))
         elif self.resume and rd.root.exists() and any(rd.root.iterdir()):
             raise RunDirError(f"{rd.root} is not empty and has no config.yaml; "
                               "it is not a meld run directory")
@@ -250,6 +254,8 @@ class Trainer:
             self.counters = Counters.from_dict(state["counters"])
             self._rng.bit_generator.state = state["trainer_rng"]
             logger.info("resumed from %s (%s)", path.name, self.counters.as_dict())
+        if self.counters.phase == "done" and self.counters.iteration < self.config.train.num_iterations:
+            self.counters.phase = "train"  # resumed with a larger iteration budget
         ckpt_episodes = self.counters.episodes
         E = self.config.train.episodes_per_trial
         self.counters.episodes = self.replay.total_episodes
