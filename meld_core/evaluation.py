@@ -175,7 +175,7 @@ def write_eval_artefacts(result: EvalResult, out_dir: Path, *, fps: float, episo
         if trial.episodes[0].pred_mean is not None:
             eps = trial.episodes
             cat = lambda attr, eps=eps: np.concatenate([getattr(ep, attr) for ep in eps])  # noqa: E731
-            title = (f"{trial.task.describe()}  posterior input: {result.reward_input} reward; "
+            title = (f"{trial.task.describe()}\nposterior input: {result.reward_input} reward; "
                      f"success per episode: {[int(ep.success) for ep in trial.episodes]}")
             plots.append(str(plot_reward_prediction(
                 out_dir / "plots" / f"{name}_reward.png", cat("pred_mean"), cat("pred_std"),
