@@ -54,6 +54,14 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+def cpu_has_native_bf16() -> bool:
+    """True where oneDNN runs bf16 natively (AVX512-BF16 or AMX); elsewhere bf16 is emulated and slow."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
 class MeldAgent:
     """MELD agent: model + SAC + online filter. See the module docstring for the protocol."""
 
@@ -86,8 +94,12 @@ class MeldAgent:
                 self._amp_dtype = torch.bfloat16
             else:
                 log.warning("bf16 is not supported on %s; learner runs in fp32", self.device)
-        elif not cuda and self.device_cfg.cpu_bf16:
-            self._amp_dtype = torch.bfloat16
+        elif not cuda:
+            use_bf16 = self.device_cfg.cpu_bf16
+            if use_bf16 is None:
+                use_bf16 = cpu_has_native_bf16()
+            if use_bf16:
+                self._amp_dtype = torch.bfloat16
         self._amp_on = True
 
         self.model = LatentModel(model_cfg, self.action_dim).to(self.device)
@@ -105,6 +117,11 @@ class MeldAgent:
         self._prev_action: torch.Tensor | None = None
 
     # ------------------------------------------------------------------ precision
+    @property
+    def learner_precision(self) -> str:
+        """dtype of the learner's convolutions: "bfloat16" (autocast) or "float32"."""
+        return "bfloat16" if self._amp_dtype is not None else "float32"
+
     @contextlib.contextmanager
     def _conv_amp(self) -> Iterator[None]:
         if self._amp_dtype is None or not self._amp_on:

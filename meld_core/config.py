@@ -196,13 +196,15 @@ class DeviceConfig:
     """Where and in which precision the networks run.
 
     CPU: bf16 autocast is applied to the conv encoder/decoder only (the latent MLPs, KL and
-    likelihoods stay fp32); `act()` at batch 1 always runs fp32. CUDA: bf16 autocast (no grad
+    likelihoods stay fp32), by default only where the CPU computes bf16 natively (AVX512-BF16 or
+    AMX): emulated bf16 on an AVX2-only CPU made a model step ~5-20x *slower* in our measurements.
+    `act()` at batch 1 always runs fp32. CUDA: bf16 autocast (no grad
     scaler needed), TF32 matmuls, cudnn autotuning, pinned host memory with non-blocking copies.
     """
 
     device: str = "auto"  # "cpu", "cuda" (or "cuda:N") or "auto" (cuda when available)
     channels_last: bool = True  # NHWC memory format for the conv encoder/decoder
-    cpu_bf16: bool = True  # bf16 autocast of learner convolutions on CPU (helps with AVX512-BF16/AMX)
+    cpu_bf16: bool | None = None  # bf16 autocast of learner convs on CPU; None -> on iff native bf16
     cuda_amp: bool = True  # bf16 autocast on CUDA (falls back to fp32 where bf16 is unsupported)
     num_threads: int | None = None  # torch.set_num_threads on CPU; None leaves torch's default
 

@@ -1,0 +1,80 @@
+"""ModelConfig / SACConfig / ReplayConfig / DeviceConfig: reference defaults, validation, YAML round trip."""
+
+import dataclasses
+import math
+
+import pytest
+import yaml
+
+from meld_core.config import DeviceConfig, ModelConfig, ReplayConfig, SACConfig, config_from_dict
+
+
+def test_defaults_are_the_reference_runnable_settings():
+    m = ModelConfig()
+    assert (m.latent1_size, m.latent2_size, m.base_depth, m.hidden) == (64, 32, 64, 512)
+    assert m.image_shape == (128, 64, 3)
+    assert m.decoder_std == pytest.approx(math.sqrt(0.1))
+    assert (m.reward_tile, m.reward_decoder_std, m.reward_loss_weight) == (32, 0.2, 10.0)
+    assert (m.lr, m.std_offset, m.leaky_relu_slope, m.grad_clip) == (1e-4, 1e-5, 0.2, None)
+    assert m.belief_size == 192
+    s = SACConfig()
+    assert (s.actor_lr, s.critic_lr, s.alpha_lr, s.gamma, s.tau) == (3e-4, 3e-4, 3e-4, 0.99, 0.005)
+    assert (s.initial_alpha, s.target_entropy, s.batch_size, s.td_loss_weight) == (1.0, None, 512, 0.5)
+    r = ReplayConfig()
+    assert (r.capacity_episodes_per_task, r.model_batch_frames, r.offline_ratio) == (10000, 512, 0.3)
+
+
+@pytest.mark.parametrize("cls", [ModelConfig, SACConfig, ReplayConfig, DeviceConfig])
+def test_yaml_round_trip(cls):
+    cfg = cls()
+    text = yaml.safe_dump(dataclasses.asdict(cfg))
+    assert config_from_dict(cls, yaml.safe_load(text)) == cfg
+
+
+def test_round_trip_of_non_defaults_and_nested():
+    @dataclasses.dataclass(frozen=True)
+    class Outer:
+        model: ModelConfig = ModelConfig()
+        sac: SACConfig = SACConfig()
+
+    cfg = Outer(ModelConfig(image_shape=(64, 64, 3), hidden_size=128, reward_decoder_std=None),
+                SACConfig(actor_hidden=(64, 32)))
+    back = config_from_dict(Outer, yaml.safe_load(yaml.safe_dump(dataclasses.asdict(cfg))))
+    assert back == cfg and isinstance(back.model.image_shape, tuple) and back.sac.actor_hidden == (64, 32)
+
+
+def test_unknown_keys_are_rejected_with_their_names():
+    with pytest.raises(ValueError, match="latent3_size"):
+        config_from_dict(ModelConfig, {"latent3_size": 4})
+
+
+@pytest.mark.parametrize("shape", [(64, 64, 3), (128, 64, 3), (32, 32, 3), (16, 16, 3), (64, 32, 3)])
+def test_supported_image_shapes(shape):
+    assert ModelConfig(image_shape=shape).image_shape == shape
+
+
+@pytest.mark.parametrize("shape", [(64, 128, 3), (40, 40, 3), (60, 60, 3), (64, 64, 1), (192, 64, 3)])
+def test_unsupported_image_shapes_raise(shape):
+    with pytest.raises(ValueError, match="image_shape"):
+        ModelConfig(image_shape=shape)
+
+
+@pytest.mark.parametrize(
+    "cls, kw",
+    [
+        (ModelConfig, {"reward_input": "shaped"}),
+        (ModelConfig, {"reward_target": "none"}),
+        (ModelConfig, {"decoder_std": 0.0}),
+        (ModelConfig, {"latent1_size": 0}),
+        (SACConfig, {"gamma": 1.5}),
+        (SACConfig, {"tau": 0.0}),
+        (SACConfig, {"td_reward": "previous"}),
+        (SACConfig, {"actor_hidden": ()}),
+        (ReplayConfig, {"offline_ratio": 1.5}),
+        (ReplayConfig, {"num_tasks_per_train": 0}),
+        (DeviceConfig, {"device": "tpu"}),
+    ],
+)
+def test_validation(cls, kw):
+    with pytest.raises(ValueError):
+        cls(**kw)
