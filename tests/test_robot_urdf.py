@@ -165,3 +165,11 @@ def test_yourdfpy_agrees_with_our_forward_kinematics(urdf_xml, tmp_path):
     robot.update_cfg(dict(zip(kin.joint_names, q)))
     theirs = robot.get_transform("plug_tip_link", "base_link")
     assert np.allclose(theirs, kin.tool_pose(q), atol=1e-9)
+
+
+def test_default_urdf_path_honours_meld_urdf_dir(tmp_path, monkeypatch):
+    (tmp_path / "meld_scene.urdf.xacro").write_text("<robot name='x'/>")
+    monkeypatch.setenv("MELD_URDF_DIR", str(tmp_path))
+    assert default_urdf_path() == tmp_path / "meld_scene.urdf.xacro"
+    with pytest.raises(UrdfError, match="MELD_URDF_DIR"):
+        default_urdf_path("no_such_file.xacro")

@@ -77,8 +77,8 @@ class WidowXInsertionConfig:
     home_q: tuple[float, ...] = (0.0, 0.225, -0.417, 1.762, 0.0)  # rad; plug 7 cm above the ports, down
     reset_noise_rad: float = 0.0  # uniform noise added to home_q at reset (env seed)
     reward: InsertionRewardConfig = field(default_factory=InsertionRewardConfig)  # shaping, tolerances
-    workspace_min: tuple[float, float, float] = (0.12, -0.25, 0.05)  # m; plug-tip box (safety filter)
-    workspace_max: tuple[float, float, float] = (0.48, 0.25, 0.40)  # m; opposite corner
+    workspace_min: tuple[float, float, float] = SafetyConfig.workspace_min  # m; plug-tip box (safety filter)
+    workspace_max: tuple[float, float, float] = SafetyConfig.workspace_max  # m; opposite corner
     video_size: int = 256  # pixels per camera in render_frame()
 
     def __post_init__(self) -> None:
@@ -221,14 +221,17 @@ def build_model(cfg: WidowXInsertionConfig, urdf_xml: str):
     spec.body("scene_camera_optical_frame").add_camera(name="scene", quat=[0, 1, 0, 0], fovy=42.0)
     spec.body("wrist_camera_optical_frame").add_camera(name="wrist", quat=[0, 1, 0, 0], fovy=75.0)
 
-    plug_width = 0.012 + 2 * cfg.port_clearance_m
-    plug_thick = 0.008 + 2 * cfg.port_clearance_m
+    # Goal markers for videos only (site group 4 is hidden in the agent's cameras): a red
+    # plate lying on the router's top face over each opening.
+    router_top = max(g.pos[2] + g.size[2] for g in spec.geoms if g.parent.name == "router_link")
+    port_height = urdf.joints["port_0"].origin[2, 3]  # port frames sit below the top face, z down
+    open_x = 0.012 + 2 * cfg.port_clearance_m
+    open_y = 0.008 + 2 * cfg.port_clearance_m
     for i in range(cfg.num_ports):
-        # Goal marker for videos only (site group 4 is hidden in the agent's cameras).
         spec.body(f"port_{i}_link").add_site(
             name=f"goal_marker_{i}", type=mujoco.mjtGeom.mjGEOM_BOX, group=4,
-            size=[plug_width / 2 + 0.004, plug_thick / 2 + 0.004, 0.0008],
-            pos=[0.0, 0.0, -0.0125], rgba=[1.0, 0.1, 0.1, 0.0])
+            size=[open_x / 2 + 0.004, open_y / 2 + 0.004, 0.0008],
+            pos=[0.0, 0.0, -(router_top - port_height) - 0.0005], rgba=[1.0, 0.1, 0.1, 0.0])
 
     for name, kv, armature in zip(ARM_JOINTS, _ACTUATOR_KV, _ARMATURE):
         joint = urdf.joints[name]

@@ -34,14 +34,20 @@ def default_urdf_path(filename: str = SCENE_XACRO) -> Path:
     """Locate `urdf/<filename>` in a source checkout or an installed `share/meld_ros/urdf`.
 
     Search order: `$MELD_URDF_DIR`, the checkout this module lives in, then the data directory
-    of the installation (`<prefix>/share/meld_ros/urdf`, used by pip and colcon installs).
+    of an installation (`<prefix>/share/meld_ros/urdf`, as pip and colcon install it) for the
+    prefix this module is installed in, the Python prefix and every `$AMENT_PREFIX_PATH` entry.
     """
     candidates: list[Path] = []
     env_dir = os.environ.get("MELD_URDF_DIR")
     if env_dir:
         candidates.append(Path(env_dir))
-    candidates.append(Path(__file__).resolve().parents[2] / "urdf")
-    for prefix in dict.fromkeys([sys.prefix, sys.base_prefix, os.environ.get("COLCON_PREFIX_PATH", "")]):
+    here = Path(__file__).resolve()
+    candidates.append(here.parents[2] / "urdf")  # source checkout / editable install
+    # Installed as <prefix>/lib/pythonX.Y/site-packages/meld_core/robot/urdf.py -> <prefix>.
+    prefixes = [str(here.parents[5])] if len(here.parents) > 5 else []
+    prefixes += [sys.prefix, sys.base_prefix]
+    prefixes += os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep)  # colcon / ROS workspaces
+    for prefix in dict.fromkeys(prefixes):
         if prefix:
             candidates.append(Path(prefix) / "share" / "meld_ros" / "urdf")
     for directory in candidates:
