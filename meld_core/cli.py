@@ -119,6 +119,32 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_rig(args: argparse.Namespace) -> int:
+    """Talk to the reset rig without ROS: status, home, move, stop (see hardware/reset_rig/)."""
+    from meld_core.hardware.reset_rig import ResetRig, ResetRigConfig, ResetRigError
+
+    try:
+        config = ResetRigConfig(port=args.port)
+        with ResetRig(config) as rig:
+            if args.rig_command == "home":
+                state = rig.home(timeout_s=args.timeout)
+            elif args.rig_command == "move":
+                if args.home:
+                    rig.home(timeout_s=args.timeout)
+                state = rig.move_to(args.rotation_deg, args.translation_mm, timeout_s=args.timeout)
+            elif args.rig_command == "stop":
+                state = rig.stop()
+            else:
+                state = rig.status()
+    except (ResetRigError, ValueError) as exc:
+        raise CliError(str(exc)) from exc
+    print(f"rig {state.state.lower()}: homed={state.homed} rotation={state.rotation_deg:+.3f} deg "
+          f"translation={state.translation_mm:+.3f} mm steps=({state.rotation_steps}, "
+          f"{state.translation_steps}) estop={state.estop} last_error={state.error or '-'} "
+          f"firmware={state.firmware_version}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="meld",
@@ -165,6 +191,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stochastic", action="store_true",
                    help="sample actions (as the reference) instead of using the policy mean")
     p.set_defaults(func=_cmd_eval)
+
+    p = sub.add_parser("rig", help="reset rig over USB serial: status, home, move, stop")
+    rig_sub = p.add_subparsers(dest="rig_command", metavar="ACTION")
+    rig_sub.required = True
+    for name, text in (("status", "print state and position"), ("home", "find the switches, go to 0/0"),
+                       ("move", "move to an absolute pose"), ("stop", "halt at once (drivers hold)")):
+        r = rig_sub.add_parser(name, help=text)
+        r.add_argument("--port", default="/dev/ttyACM0", help="serial device (default /dev/ttyACM0)")
+        r.add_argument("--timeout", type=float, default=None, help="seconds to wait for the motion")
+        if name == "move":
+            r.add_argument("--rotation-deg", type=float, required=True, help="router rotation, degrees")
+            r.add_argument("--translation-mm", type=float, required=True, help="rail position, mm")
+            r.add_argument("--home", action="store_true",
+                           help="home first (an Uno resets, and forgets its home, when the port opens)")
+        r.set_defaults(func=_cmd_rig)
     return parser
 
 
