@@ -30,6 +30,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -176,7 +177,7 @@ class Trainer:
     def progress(self) -> dict[str, Any]:
         """Counters and state for monitors (the ROS node publishes these as diagnostics)."""
         d = self.counters.as_dict()
-        d.update(status=self._status, elapsed_s=round(time.monotonic() - self._started, 1),
+        d.update(status=self._status, pid=os.getpid(), elapsed_s=round(time.monotonic() - self._started, 1),
                  num_iterations=self.config.train.num_iterations, time=time.time())
         if self.last_eval is not None:
             d["last_eval_success_per_position"] = self.last_eval.success_per_position
