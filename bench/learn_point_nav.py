@@ -34,7 +34,8 @@ VARIANTS = {
 }
 
 
-def train_variant(name: str, out: str, minutes: float, eval_every: int, seed: int, image_size: int) -> None:
+def train_variant(name: str, out: str, minutes: float, eval_every: int, seed: int, image_size: int,
+                  overrides: dict) -> None:
     import torch
 
     torch.set_num_threads(1)
@@ -42,8 +43,13 @@ def train_variant(name: str, out: str, minutes: float, eval_every: int, seed: in
     from meld_core.trainer import TrainerHooks, run_training
 
     reward_input, reward_target = VARIANTS[name]
+    train = {k: v for k, v in overrides.items()
+             if k in ("model_train_ratio", "ac_train_ratio") and v is not None}
     cfg = preset_config("point_nav", "small", seed=seed, num_iterations=100_000, eval_interval=eval_every,
-                        checkpoint_interval=eval_every, video_trials=1)
+                        checkpoint_interval=eval_every, video_trials=1, **train)
+    if overrides.get("initial_alpha") is not None:
+        sac = dataclasses.replace(cfg.sac, initial_alpha=overrides["initial_alpha"])
+        cfg = dataclasses.replace(cfg, sac=sac)
     model = dataclasses.replace(cfg.model, reward_input=reward_input, reward_target=reward_target)
     env_config = dict(cfg.env_config)
     if image_size != env_config["image_size"]:
@@ -77,6 +83,9 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=3, help="final meta-test rounds over the 10 held-out goals")
     ap.add_argument("--image-size", type=int, default=64)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--model-ratio", type=float, help="override the preset's model_train_ratio")
+    ap.add_argument("--ac-ratio", type=float, help="override the preset's ac_train_ratio")
+    ap.add_argument("--initial-alpha", type=float, help="override the SAC initial temperature")
     args = ap.parse_args()
     import logging
 
@@ -93,7 +102,9 @@ def main() -> int:
     t0 = time.monotonic()
     ctx = mp.get_context("spawn")
     procs = [ctx.Process(target=train_variant, name=n,
-                         args=(n, str(out), args.minutes, args.eval_every, args.seed, args.image_size))
+                         args=(n, str(out), args.minutes, args.eval_every, args.seed, args.image_size,
+                               {"model_train_ratio": args.model_ratio, "ac_train_ratio": args.ac_ratio,
+                                "initial_alpha": args.initial_alpha}))
              for n in names]
     for p in procs:
         p.start()
@@ -127,6 +138,8 @@ def main() -> int:
     line = {"bench": "learn_point_nav", "train_wall_s": round(train_wall, 1), "minutes_budget": args.minutes,
             "cpu_count": os.cpu_count(), "loadavg_before": [round(x, 2) for x in load_before],
             "loadavg_after": [round(x, 2) for x in load_after], "image_size": args.image_size,
+            "overrides": {"model_ratio": args.model_ratio, "ac_ratio": args.ac_ratio,
+                          "initial_alpha": args.initial_alpha},
             "variants": figures, "plot": str(plot)}
     print(json.dumps(line))
     return 0
