@@ -213,3 +213,30 @@ def test_fewer_ports_build(env):
     small.close()
     model, substeps = build_model(env.config, env.urdf_xml)
     assert substeps == env.substeps and model.nu == 5
+
+
+def test_home_pose_holds_the_plug_above_the_ports_pointing_down(env):
+    q = np.asarray(env.config.home_q)
+    assert np.all(q > env.kinematics.lower) and np.all(q < env.kinematics.upper)
+    tip = env.kinematics.tool_pose(q)
+    centre = env.rig.port_pose({"port": 0}, 0)[:3, 3] / 2 + env.rig.port_pose({"port": 0}, 3)[:3, 3] / 2
+    assert np.linalg.norm(tip[:2, 3] - centre[:2]) < 0.005
+    assert 0.06 < tip[2, 3] - centre[2] < 0.10  # 6-10 cm above the goal points
+    assert tip[:3, 2] @ np.array([0.0, 0.0, -1.0]) > 0.999  # insertion axis points straight down
+
+
+def test_config_survives_a_yaml_round_trip():
+    import yaml
+
+    cfg = WidowXInsertionConfig(episode_length=10, reward={"lateral_tolerance": 0.002})
+    text = yaml.safe_dump(json_ready(dataclasses.asdict(cfg)))
+    again = WidowXInsertionConfig(**yaml.safe_load(text))
+    assert again == cfg
+
+
+def json_ready(value):
+    if isinstance(value, dict):
+        return {k: json_ready(v) for k, v in value.items()}
+    if isinstance(value, (tuple, list)):
+        return [json_ready(v) for v in value]
+    return value

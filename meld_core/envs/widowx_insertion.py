@@ -22,7 +22,6 @@ it from reward); `render_frame()` marks it for videos.
 from __future__ import annotations
 
 import logging
-import os
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -30,15 +29,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from meld_core.envs.base import EnvSpec, Observation, Task
+from meld_core.envs.offscreen import OffscreenRenderer, RenderError  # noqa: F401 (re-exported)
 from meld_core.robot.kinematics import ARM_JOINTS, WidowXKinematics
 from meld_core.robot.reward import InsertionGoal, InsertionRewardConfig, RigGeometry, insertion_reward
 from meld_core.robot.safety import SafeCommand, SafetyConfig, SafetyFilter
 from meld_core.robot.urdf import UrdfModel, axis_angle_matrix, expand_xacro
 
 log = logging.getLogger(__name__)
-
-# MuJoCo reads MUJOCO_GL when it is first imported; offscreen rendering needs egl or osmesa.
-os.environ.setdefault("MUJOCO_GL", "egl")
 
 ENV_NAME = "widowx_insertion"
 # Dynamixel X-series velocity unit: 0.229 rpm (the driver truncates commands to whole units).
@@ -49,10 +46,6 @@ _RIG_JOINTS = ("rig_rail", "rig_rotation")
 # Per arm joint: velocity-actuator gain (N m s/rad) and reflected rotor inertia (kg m^2).
 _ACTUATOR_KV = (8.0, 8.0, 6.0, 3.0, 0.5)
 _ARMATURE = (0.012, 0.012, 0.012, 0.012, 0.004)
-
-
-class RenderError(RuntimeError):
-    """MuJoCo could not render offscreen (no EGL/OSMesa, or MUJOCO_GL set too late)."""
 
 
 @dataclass(frozen=True)
@@ -80,6 +73,8 @@ class WidowXInsertionConfig:
     workspace_min: tuple[float, float, float] = SafetyConfig.workspace_min  # m; plug-tip box (safety filter)
     workspace_max: tuple[float, float, float] = SafetyConfig.workspace_max  # m; opposite corner
     video_size: int = 256  # pixels per camera in render_frame()
+    render_supersample: int = 2  # cameras render at this multiple of the size, then are box-averaged
+    # (anti-aliasing at about half the CPU cost of MSAA on llvmpipe; 1 = no anti-aliasing)
 
     def __post_init__(self) -> None:
         if self.episode_length < 1:
@@ -98,6 +93,8 @@ class WidowXInsertionConfig:
         if not 0 <= self.max_rotation_deg <= 10 or not 0 <= self.max_translation_mm <= 15:
             raise ValueError("max_rotation_deg must be in [0, 10] and max_translation_mm in [0, 15] "
                              "(the rig's range)")
+        if not 1 <= self.render_supersample <= 4:
+            raise ValueError(f"render_supersample must be in 1..4, got {self.render_supersample}")
         if self.control_hz <= 0 or not 0 < self.physics_timestep <= 0.02:
             raise ValueError("control_hz must be > 0 and physics_timestep in (0, 0.02]")
         if self.action_scale <= 0 or self.velocity_quantum < 0 or self.reset_noise_rad < 0:
@@ -177,8 +174,7 @@ def build_model(cfg: WidowXInsertionConfig, urdf_xml: str):
     substeps = int(np.ceil(period / cfg.physics_timestep - 1e-9))
     spec.option.timestep = period / substeps
     spec.option.integrator = mujoco.mjtIntegrator.mjINT_IMPLICITFAST
-    spec.visual.global_.offwidth = max(cfg.video_size, cfg.image_size)
-    spec.visual.global_.offheight = max(cfg.video_size, cfg.image_size)
+    spec.visual.quality.offsamples = 0  # no MSAA: anti-aliasing is done by supersampling
     spec.visual.headlight.ambient = [0.35, 0.35, 0.35]
     spec.visual.headlight.diffuse = [0.45, 0.45, 0.45]
 
@@ -284,7 +280,6 @@ class WidowXInsertionEnv:
                             for i in range(cfg.num_ports)]
         self._renderer = None
         self._video_renderer = None
-        self._video_option = None
         self.task: Task | None = None
         self._goal = InsertionGoal(port=0)
         self._port_poses: list[np.ndarray] = []
@@ -335,17 +330,12 @@ class WidowXInsertionEnv:
 
     def render_frame(self) -> np.ndarray:
         """Scene | wrist at `video_size`, side by side, with the goal port marked in red."""
-        mj = self._mj
         if self._video_renderer is None:
-            size = self.config.video_size
-            self._video_renderer = self._make_renderer(size)
-            self._video_option = mj.MjvOption()
-            self._video_option.sitegroup[4] = 1
-        frames = []
-        for camera in ("scene", "wrist"):
-            self._video_renderer.update_scene(self.data, camera=camera, scene_option=self._video_option)
-            frames.append(self._video_renderer.render().copy())
-        return np.concatenate(frames, axis=1)
+            self._video_renderer = OffscreenRenderer(self.model, self.config.video_size,
+                                                     self.config.render_supersample)
+            self._video_renderer.option.sitegroup[4] = 1
+        frames = self._video_renderer.render(self.data, ("scene", "wrist"))
+        return np.concatenate([frames["scene"], frames["wrist"]], axis=1)
 
     def close(self) -> None:
         for renderer in (self._renderer, self._video_renderer):
@@ -362,12 +352,9 @@ class WidowXInsertionEnv:
     def camera_images(self) -> dict[str, np.ndarray]:
         """{"scene": (S, S, 3) uint8, "wrist": (S, S, 3) uint8} at `image_size`."""
         if self._renderer is None:
-            self._renderer = self._make_renderer(self.config.image_size)
-        images = {}
-        for camera in ("scene", "wrist"):
-            self._renderer.update_scene(self.data, camera=camera)
-            images[camera] = self._renderer.render().copy()
-        return images
+            self._renderer = OffscreenRenderer(self.model, self.config.image_size,
+                                               self.config.render_supersample)
+        return self._renderer.render(self.data, ("scene", "wrist"))
 
     def step_velocity(self, qdot_rad_s: np.ndarray) -> SafeCommand:
         """Apply a joint-velocity command (rad/s) for one control period, through the safety filter.
@@ -420,20 +407,6 @@ class WidowXInsertionEnv:
         return self.kinematics.tool_pose(self.joint_state()[0])
 
     # --- internals ------------------------------------------------------------------------------
-
-    def _make_renderer(self, size: int):
-        try:
-            renderer = self._mj.Renderer(self.model, height=size, width=size)
-        except Exception as exc:  # mujoco.FatalError and GL errors
-            raise RenderError(
-                f"MuJoCo offscreen rendering failed ({exc}). Set MUJOCO_GL=egl (or osmesa) before "
-                f"anything imports mujoco (now MUJOCO_GL={os.environ.get('MUJOCO_GL')!r}), and install "
-                "libegl1 libgl1-mesa-dri libosmesa6 (./install.sh does)."
-            ) from exc
-        renderer.scene.flags[self._mj.mjtRndFlag.mjRND_SHADOW] = False
-        renderer.scene.flags[self._mj.mjtRndFlag.mjRND_REFLECTION] = False
-        renderer.scene.flags[self._mj.mjtRndFlag.mjRND_SKYBOX] = False
-        return renderer
 
     def _image(self) -> np.ndarray:
         images = self.camera_images()
