@@ -61,6 +61,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
             args.stage = "sparse"
         if args.resume and rd.exists() and args.env is None:
             config = load_run_config(rd)  # continue the stored run with its own config
+            if args.iterations is not None:
+                config = dataclasses.replace(
+                    config, train=dataclasses.replace(config.train, num_iterations=args.iterations))
         else:
             if args.env is None:
                 raise CliError("--env is required (e.g. --env point_nav) unless --resume continues a run")
@@ -156,17 +159,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_info)
 
     p = sub.add_parser("train", help="meta-train MELD on a simulated task family (or resume a run)",
-                       description="Meta-train MELD (warm-up, model pre-training, collect/train iterations, "
-                                   "periodic evaluation on held-out tasks, checkpoints) into a run directory.")
+                       description="Meta-train MELD (warm-up, model pre-training, collect/train "
+                                   "iterations, periodic evaluation on held-out tasks, checkpoints) into a "
+                                   "run directory.")
     p.add_argument("--env", help="task family: point_nav, widowx_insertion (required unless resuming)")
     p.add_argument("--preset", default="small", help="smoke (CI, seconds), small (CPU benchmark), paper")
     p.add_argument("--stage", choices=("dense", "sparse"), default=None,
                    help="dense: posterior sees the dense reward; sparse: only the sparse reward "
                         "(stage 2 of the sparse recipe; default dense, sparse with --offline-run)")
-    p.add_argument("--offline-run", metavar="DIR", help="stage-1 run directory whose episodes are offline data")
+    p.add_argument("--offline-run", metavar="DIR",
+                   help="stage-1 run directory whose episodes are offline data")
     p.add_argument("--run-dir", required=True, metavar="DIR", help="run directory (created if missing)")
     p.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its checkpoint")
-    p.add_argument("--device", choices=("cpu", "cuda", "auto"), default=None, help="override the preset's device")
+    p.add_argument("--device", choices=("cpu", "cuda", "auto"), default=None,
+                   help="override the preset's device")
     p.add_argument("--iterations", type=int, help="override the number of training iterations")
     p.add_argument("--seed", type=int, help="override the seed")
     p.add_argument("--threads", type=int, help="torch CPU threads")
@@ -182,7 +188,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", metavar="FILE", help="checkpoint file (default: the run's latest)")
     p.add_argument("--device", choices=("cpu", "cuda", "auto"), default=None)
     p.add_argument("--videos", type=int, default=2, help="trials recorded as MP4 + reward-prediction plot")
-    p.add_argument("--stochastic", action="store_true", help="sample actions (the reference) instead of the mean")
+    p.add_argument("--stochastic", action="store_true",
+                   help="sample actions (as the reference) instead of using the policy mean")
     p.set_defaults(func=_cmd_eval)
 
     p = sub.add_parser("rig", help="reset rig over USB serial: status, home, move, stop")

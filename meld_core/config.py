@@ -300,7 +300,8 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         for name in ("episodes_per_trial", "init_collect_trials_per_task", "tasks_to_collect_per_iter",
-                     "eval_interval", "eval_trials", "checkpoint_interval", "keep_checkpoints", "log_interval"):
+                     "eval_interval", "eval_trials", "checkpoint_interval", "keep_checkpoints",
+                     "log_interval"):
             if getattr(self, name) < 1:
                 raise ValueError(f"TrainConfig.{name} must be >= 1, got {getattr(self, name)}")
         for name in ("init_model_train_ratio", "model_train_ratio", "ac_train_ratio"):
@@ -340,7 +341,8 @@ class RunConfig:
         return config_from_dict(env_config_class(self.env), self.env_config)
 
     def identity(self) -> dict[str, Any]:
-        """What makes two runs the same run (everything but the device)."""
+        """What makes two runs the same run: everything but the device and the iteration budget."""
         d = dataclasses.asdict(self)
         d.pop("device")
+        d["train"].pop("num_iterations")
         return d

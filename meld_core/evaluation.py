@@ -168,12 +168,14 @@ def write_eval_artefacts(result: EvalResult, out_dir: Path, *, fps: float, episo
                                               f"{'success' if ep.successes[t] else ''}"))
         name = f"trial_{i:02d}_task_{trial.task.index:02d}"
         try:
-            videos.append(str(write_mp4(out_dir / "videos" / f"{name}.mp4", frames, fps).relative_to(out_dir)))
+            video = write_mp4(out_dir / "videos" / f"{name}.mp4", frames, fps)
+            videos.append(str(video.relative_to(out_dir)))
         except Exception as exc:  # a missing codec must not lose the evaluation itself
             logger.warning("could not write the video of %s: %s", name, exc)
         if trial.episodes[0].pred_mean is not None:
-            cat = lambda attr: np.concatenate([getattr(ep, attr) for ep in trial.episodes])  # noqa: E731
-            title = (f"{trial.task.describe()}  posterior input: {result.reward_input} reward; "
+            eps = trial.episodes
+            cat = lambda attr, eps=eps: np.concatenate([getattr(ep, attr) for ep in eps])  # noqa: E731
+            title = (f"{trial.task.describe()}\nposterior input: {result.reward_input} reward; "
                      f"success per episode: {[int(ep.success) for ep in trial.episodes]}")
             plots.append(str(plot_reward_prediction(
                 out_dir / "plots" / f"{name}_reward.png", cat("pred_mean"), cat("pred_std"),

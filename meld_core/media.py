@@ -69,7 +69,7 @@ def plot_reward_prediction(path: Path, pred_mean: np.ndarray, pred_std: np.ndarr
         ax.axvline(b - 0.5, color="grey", linewidth=0.8)
     ax.set_xlabel("frame in trial")
     ax.set_ylabel("reward")
-    ax.set_title(title, fontsize=9)
+    ax.set_title(title, fontsize=8)
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     path = Path(path)

@@ -62,7 +62,8 @@ class MetricsLogger:
             except (TypeError, ValueError):
                 continue
             tag = f"{prefix}/{name}" if prefix else name
-            self._csv.writerow((f"{now:.3f}", global_step, env_steps, tag, repr(v) if math.isfinite(v) else v))
+            text = repr(v) if math.isfinite(v) else str(v)
+            self._csv.writerow((f"{now:.3f}", global_step, env_steps, tag, text))
             if self._tb is not None:
                 self._tb.add_scalar(tag, v, global_step=global_step, walltime=now)
         self._csv_file.flush()

@@ -42,27 +42,30 @@ def _point_nav(preset: str) -> RunConfig:
             sac=SACConfig(actor_hidden=(32, 32), critic_hidden=(32, 32), batch_size=64),
             replay=ReplayConfig(num_tasks_per_train=n_train, model_batch_frames=2 * (T + 1) * E),
             device=DeviceConfig(device="cpu", cpu_bf16=False, num_threads=1),
-            train=TrainConfig(episodes_per_trial=E, init_collect_trials_per_task=1, init_model_train_ratio=0.25,
-                              model_train_ratio=0.25, ac_train_ratio=0.25, num_iterations=6, eval_interval=3,
+            train=TrainConfig(episodes_per_trial=E, init_collect_trials_per_task=1,
+                              init_model_train_ratio=0.25, model_train_ratio=0.25, ac_train_ratio=0.25,
+                              num_iterations=6, eval_interval=3,
                               eval_trials=2, video_trials=1, checkpoint_interval=2, keep_checkpoints=2,
                               log_interval=1),
             preset="smoke",
         )
     if preset == "small":
+        # Sized for ~30 minutes on 2 CPU cores: 64x64 images, a narrow conv stack (base depth 8),
+        # small latents, model batches of 4 trials, fewer gradient steps per env step than the paper.
         T, E, n_train = 20, 2, 20
         return RunConfig(
             env="point_nav",
             env_config={"image_size": 64, "episode_length": T, "num_train_tasks": n_train,
                         "num_eval_tasks": 10},
-            model=ModelConfig(image_shape=(64, 64, 3), latent1_size=32, latent2_size=16, base_depth=16,
+            model=ModelConfig(image_shape=(64, 64, 3), latent1_size=32, latent2_size=16, base_depth=8,
                               hidden_size=128, reward_tile=16),
             sac=SACConfig(actor_hidden=(256, 256), critic_hidden=(256, 256), batch_size=256),
-            replay=ReplayConfig(num_tasks_per_train=10, model_batch_frames=6 * (T + 1) * E),
+            replay=ReplayConfig(num_tasks_per_train=10, model_batch_frames=4 * (T + 1) * E),
             device=DeviceConfig(device="auto", cpu_bf16=False),
-            train=TrainConfig(episodes_per_trial=E, init_collect_trials_per_task=2, init_model_train_ratio=0.3,
-                              model_train_ratio=0.3, ac_train_ratio=0.3, num_iterations=300, eval_interval=25,
-                              eval_trials=10, video_trials=2, checkpoint_interval=25, keep_checkpoints=3,
-                              log_interval=5),
+            train=TrainConfig(episodes_per_trial=E, init_collect_trials_per_task=2,
+                              init_model_train_ratio=0.2, model_train_ratio=0.2, ac_train_ratio=0.25,
+                              num_iterations=250, eval_interval=25, eval_trials=10, video_trials=2,
+                              checkpoint_interval=25, keep_checkpoints=3, log_interval=5),
             preset="small",
         )
     if preset == "paper":
@@ -81,8 +84,67 @@ def _point_nav(preset: str) -> RunConfig:
     raise UnknownPresetError(f"unknown preset {preset!r}; choose one of: {', '.join(PRESETS)}")
 
 
+def _widowx_insertion(preset: str) -> RunConfig:
+    # Observations are two cameras stacked vertically: (2 * image_size, image_size, 3).
+    if preset == "smoke":
+        T, E, n_train, size = 10, 2, 3, 32
+        return RunConfig(
+            env="widowx_insertion",
+            env_config={"image_size": size, "episode_length": T, "num_train_tasks": n_train,
+                        "num_eval_tasks": 2, "video_size": 64},
+            model=ModelConfig(image_shape=(2 * size, size, 3), latent1_size=8, latent2_size=8, base_depth=4,
+                              hidden_size=32, reward_tile=8),
+            sac=SACConfig(actor_hidden=(32, 32), critic_hidden=(32, 32), batch_size=64),
+            replay=ReplayConfig(num_tasks_per_train=n_train, model_batch_frames=2 * (T + 1) * E),
+            device=DeviceConfig(device="cpu", cpu_bf16=False, num_threads=1),
+            train=TrainConfig(episodes_per_trial=E, init_collect_trials_per_task=1,
+                              init_model_train_ratio=0.2, model_train_ratio=0.1, ac_train_ratio=0.1,
+                              num_iterations=3, eval_interval=3, eval_trials=2, video_trials=1,
+                              checkpoint_interval=2, keep_checkpoints=2, log_interval=1),
+            preset="smoke",
+        )
+    if preset == "small":
+        # A workstation-CPU run (hours, not minutes): narrower networks and batches than the paper.
+        T, E, n_train, size = 30, 2, 10, 64
+        return RunConfig(
+            env="widowx_insertion",
+            env_config={"image_size": size, "episode_length": T, "num_train_tasks": n_train,
+                        "num_eval_tasks": 5},
+            model=ModelConfig(image_shape=(2 * size, size, 3), latent1_size=32, latent2_size=16,
+                              base_depth=16, hidden_size=256, reward_tile=16),
+            sac=SACConfig(actor_hidden=(256, 256), critic_hidden=(256, 256), batch_size=256),
+            replay=ReplayConfig(num_tasks_per_train=n_train, model_batch_frames=4 * (T + 1) * E),
+            device=DeviceConfig(device="auto", cpu_bf16=False),
+            train=TrainConfig(episodes_per_trial=E, init_collect_trials_per_task=2,
+                              init_model_train_ratio=0.3, model_train_ratio=0.3, ac_train_ratio=0.3,
+                              num_iterations=2000, eval_interval=50, eval_trials=5, video_trials=2,
+                              checkpoint_interval=25, keep_checkpoints=3, log_interval=5),
+            preset="small",
+        )
+    if preset == "paper":
+        # Reference numbers: peg insertion (ratios 0.3/0.3, 20 tasks per gradient step, model and AC
+        # batches of 512) with the two-episode trials of the sparse buttons run; env defaults
+        # (T=40 at 3.3 Hz, 20 train / 10 held-out tasks, two 64x64 cameras).
+        E = 2
+        return RunConfig(
+            env="widowx_insertion",
+            env_config={},
+            model=ModelConfig(image_shape=(128, 64, 3)),
+            sac=SACConfig(),
+            replay=ReplayConfig(num_tasks_per_train=20, model_batch_frames=512),
+            device=DeviceConfig(device="auto"),
+            train=TrainConfig(episodes_per_trial=E, init_collect_trials_per_task=5, model_train_ratio=0.3,
+                              ac_train_ratio=0.3),
+            preset="paper",
+        )
+    raise UnknownPresetError(f"unknown preset {preset!r}; choose one of: {', '.join(PRESETS)}")
+
+
 # env name -> preset builder; the environment's own module owns nothing of this.
-_BUILDERS: dict[str, Callable[[str], RunConfig]] = {"point_nav": _point_nav}
+_BUILDERS: dict[str, Callable[[str], RunConfig]] = {
+    "point_nav": _point_nav,
+    "widowx_insertion": _widowx_insertion,
+}
 
 
 def register_presets(env: str, builder: Callable[[str], RunConfig]) -> None:

@@ -16,6 +16,7 @@ is fsync'ed and then renamed over the target, so readers see either the old or t
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
@@ -45,6 +46,7 @@ def atomic_write_bytes(path: Path, data: bytes, *, fsync: bool = True) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o644)  # mkstemp creates 0600; run files are meant to be shared and read by tools
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             if fsync:
@@ -52,10 +54,8 @@ def atomic_write_bytes(path: Path, data: bytes, *, fsync: bool = True) -> None:
                 os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-        except FileNotFoundError:
-            pass
         raise
     if fsync:
         _fsync_dir(path.parent)

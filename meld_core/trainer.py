@@ -30,6 +30,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -176,7 +177,7 @@ class Trainer:
     def progress(self) -> dict[str, Any]:
         """Counters and state for monitors (the ROS node publishes these as diagnostics)."""
         d = self.counters.as_dict()
-        d.update(status=self._status, elapsed_s=round(time.monotonic() - self._started, 1),
+        d.update(status=self._status, pid=os.getpid(), elapsed_s=round(time.monotonic() - self._started, 1),
                  num_iterations=self.config.train.num_iterations, time=time.time())
         if self.last_eval is not None:
             d["last_eval_success_per_position"] = self.last_eval.success_per_position
@@ -195,8 +196,13 @@ class Trainer:
             if not self.resume:
                 raise RunDirError(f"{rd.root} already holds a run; pass --resume to continue it "
                                   "or choose another --run-dir")
+            if stored.train.num_iterations != self.config.train.num_iterations:
+                logger.info("iteration budget changed from %d to %d", stored.train.num_iterations,
+                            self.config.train.num_iterations)
+                rd.write_yaml(rd.config_path, dataclasses.asdict(self.config))
         elif self.resume and rd.root.exists() and any(rd.root.iterdir()):
-            raise RunDirError(f"{rd.root} is not empty and has no config.yaml; it is not a meld run directory")
+            raise RunDirError(f"{rd.root} is not empty and has no config.yaml; "
+                              "it is not a meld run directory")
         rd.make_dirs()
         if not rd.exists():
             rd.write_yaml(rd.config_path, dataclasses.asdict(self.config))
@@ -233,7 +239,8 @@ class Trainer:
         frames = next(store.episodes(i)[0].num_frames for i in store.tasks_with_data())
         if frames < env.spec.episode_length + 1:
             raise ConfigMismatchError(f"offline episodes have {frames} frames, fewer than this run's "
-                                      f"{env.spec.episode_length + 1}; use a stage-1 run with longer episodes")
+                                      f"{env.spec.episode_length + 1}; use a stage-1 run with longer "
+                                      "episodes")
         store.root = None  # read-only: nothing is ever written back into the stage-1 run
         logger.info("offline data: %d episodes from %s", store.total_episodes, off.root)
         return store
@@ -248,6 +255,8 @@ class Trainer:
             self.counters = Counters.from_dict(state["counters"])
             self._rng.bit_generator.state = state["trainer_rng"]
             logger.info("resumed from %s (%s)", path.name, self.counters.as_dict())
+        if self.counters.phase == "done" and self.counters.iteration < self.config.train.num_iterations:
+            self.counters.phase = "train"  # resumed with a larger iteration budget
         ckpt_episodes = self.counters.episodes
         E = self.config.train.episodes_per_trial
         self.counters.episodes = self.replay.total_episodes
@@ -405,7 +414,8 @@ class Trainer:
                 # -- train: gradient steps in proportion to the env steps just collected --
                 train_model = (t.stop_model_training_step is None or self.counters.iteration == 0
                                or self.counters.global_step < t.stop_model_training_step)
-                for kind, ratio, step in (("model", t.model_train_ratio if train_model else 0.0, self._model_step),
+                model_ratio = t.model_train_ratio if train_model else 0.0
+                for kind, ratio, step in (("model", model_ratio, self._model_step),
                                           ("ac", t.ac_train_ratio, self._ac_step)):
                     for _ in range(int(collected * ratio)):
                         if self.stop_requested:
@@ -473,15 +483,17 @@ class Trainer:
         chosen = [eval_tasks[int(order[i % len(order)])] for i in range(t.eval_trials)]
         self._status = "evaluating"
         self._write_progress()
-        result = evaluate(self.agent, self.env, chosen, t.episodes_per_trial, 1, self.config.model.reward_input,
-                          deterministic=t.eval_deterministic, record_trials=t.video_trials,
+        result = evaluate(self.agent, self.env, chosen, t.episodes_per_trial, 1,
+                          self.config.model.reward_input, deterministic=t.eval_deterministic,
+                          record_trials=t.video_trials,
                           progress=self.progress_bars)
         self._status = "running"
         self.counters.evaluations += 1
         self.last_eval = result
         self._log("eval", result.scalars())
         out = self.run_dir.eval_dir / f"step_{self.counters.env_steps:09d}"
-        write_eval_artefacts(result, out, fps=self.env.spec.control_hz, episode_length=self.env.spec.episode_length,
+        write_eval_artefacts(result, out, fps=self.env.spec.control_hz,
+                             episode_length=self.env.spec.episode_length,
                              extra={"counters": self.counters.as_dict()})
         record = {"counters": self.counters.as_dict(), "success_per_position": result.success_per_position,
                   "dense_return_per_position": result.dense_return_per_position,
@@ -509,7 +521,8 @@ class Trainer:
             "config": dataclasses.asdict(self.config),
             "time": time.time(),
         }
-        path = self.run_dir.save_checkpoint(state, self.counters.global_step, self.config.train.keep_checkpoints)
+        path = self.run_dir.save_checkpoint(state, self.counters.global_step,
+                                            self.config.train.keep_checkpoints)
         for h in self.hooks:
             h.on_checkpoint(self, path)
         logger.debug("checkpoint %s", path)
@@ -552,7 +565,8 @@ def run_training(
 def evaluate_run(run_dir: str | Path, *, episodes_per_trial: int | None = None, rounds: int = 3,
                  checkpoint: str | Path | None = None, device: str | None = None, video_trials: int = 2,
                  deterministic: bool | None = None,
-                 env_factory: Callable[[RunConfig], TaskEnv] | None = None) -> tuple[EvalResult, dict[str, Any]]:
+                 env_factory: Callable[[RunConfig], TaskEnv] | None = None,
+                 ) -> tuple[EvalResult, dict[str, Any]]:
     """Meta-test a run's checkpoint on all held-out tasks; writes run_dir/eval/summary.json etc."""
     rd = RunDir(run_dir)
     if not rd.exists():

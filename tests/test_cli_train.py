@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from meld_core import cli
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -19,45 +21,59 @@ def meld(*args, timeout=240):
                           timeout=timeout, env=env, cwd=ROOT)
 
 
+class Result:
+    """`meld ARGS` run in-process (cheap: no interpreter and torch start-up per call)."""
+
+    def __init__(self, capsys, *args):
+        self.returncode = cli.main(list(args))
+        captured = capsys.readouterr()
+        self.stdout, self.stderr = captured.out, captured.err
+
+
 def one_line_error(result, needle):
     assert result.returncode == 2, result.stderr[-2000:]
     lines = [ln for ln in result.stderr.splitlines() if ln.startswith("meld: error:")]
     assert len(lines) == 1 and needle in lines[0], result.stderr[-2000:]
 
 
-def test_unknown_env_and_preset(tmp_path):
-    one_line_error(meld("train", "--env", "moon_lander", "--preset", "smoke", "--run-dir", str(tmp_path / "a")),
-                   "unknown environment 'moon_lander'")
-    one_line_error(meld("train", "--env", "point_nav", "--preset", "giant", "--run-dir", str(tmp_path / "b")),
-                   "unknown preset 'giant'")
+def test_unknown_env_and_preset(tmp_path, capsys):
+    one_line_error(Result(capsys, "train", "--env", "moon_lander", "--preset", "smoke", "--run-dir",
+                          str(tmp_path / "a")), "unknown environment 'moon_lander'")
+    one_line_error(Result(capsys, "train", "--env", "point_nav", "--preset", "giant", "--run-dir",
+                          str(tmp_path / "b")), "unknown preset 'giant'")
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 
 
-def test_eval_without_checkpoint_or_run(tmp_path):
-    one_line_error(meld("eval", "--run-dir", str(tmp_path / "nothing")), "not a meld run directory")
+def test_eval_without_checkpoint_or_run(tmp_path, capsys):
+    one_line_error(Result(capsys, "eval", "--run-dir", str(tmp_path / "nothing")), "not a meld run directory")
+    Result(capsys, "train", "--env", "point_nav", "--preset", "smoke", "--run-dir", str(tmp_path / "x"),
+           "--iterations", "0")
+    (tmp_path / "x" / "checkpoints" / "latest").unlink()
+    one_line_error(Result(capsys, "eval", "--run-dir", str(tmp_path / "x")), "no checkpoint yet")
 
 
-def test_train_eval_and_bad_run_dirs(tmp_path):
+def test_train_eval_and_bad_run_dirs(tmp_path, capsys):
     run = tmp_path / "run"
-    result = meld("train", "--env", "point_nav", "--preset", "smoke", "--run-dir", str(run), "--iterations", "2")
+    result = Result(capsys, "train", "--env", "point_nav", "--preset", "smoke", "--run-dir", str(run),
+                    "--iterations", "2")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "success ep 1" in result.stdout
-    result = meld("eval", "--run-dir", str(run), "--rounds", "1", "--videos", "0")
+    result = Result(capsys, "eval", "--run-dir", str(run), "--rounds", "1", "--videos", "0")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "all held-out tasks" in result.stdout
     summary = json.loads((run / "eval" / "summary.json").read_text())
     assert summary["num_trials"] == 2 and summary["rounds"] == 1
     # the same directory, another config, with or without --resume
-    one_line_error(meld("train", "--env", "point_nav", "--preset", "small", "--run-dir", str(run)),
+    one_line_error(Result(capsys, "train", "--env", "point_nav", "--preset", "small", "--run-dir", str(run)),
                    "different configuration")
     # the same config again without --resume
-    one_line_error(meld("train", "--env", "point_nav", "--preset", "smoke", "--iterations", "2",
-                        "--run-dir", str(run)), "pass --resume")
+    one_line_error(Result(capsys, "train", "--env", "point_nav", "--preset", "smoke", "--iterations", "2",
+                          "--run-dir", str(run)), "pass --resume")
     # a corrupt checkpoint
     latest = run / "checkpoints" / (run / "checkpoints" / "latest").read_text().strip()
     latest.write_bytes(latest.read_bytes()[:100])
-    one_line_error(meld("eval", "--run-dir", str(run)), "is corrupt")
-    one_line_error(meld("train", "--run-dir", str(run), "--resume"), "is corrupt")
+    one_line_error(Result(capsys, "eval", "--run-dir", str(run)), "is corrupt")
+    one_line_error(Result(capsys, "train", "--run-dir", str(run), "--resume"), "is corrupt")
 
 
 def read_progress(run):

@@ -45,7 +45,8 @@ def test_dense_sparse_and_success_follow_the_distance():
     for _ in range(4):
         obs = env.step(direction)
     assert obs.info["distance"] == pytest.approx(0.0, abs=1e-6)
-    assert obs.success and obs.sparse_reward == pytest.approx(1.0, abs=1e-5) and obs.dense_reward == pytest.approx(0.0, abs=1e-5)
+    assert obs.success and obs.sparse_reward == pytest.approx(1.0, abs=1e-5)
+    assert obs.dense_reward == pytest.approx(0.0, abs=1e-5)
     obs = env.step(-direction * 0.6)  # 0.15 away: still sparse reward
     assert obs.sparse_reward == pytest.approx(0.85) and obs.success
     obs = env.step(-direction)  # 0.4 away: nothing

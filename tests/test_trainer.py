@@ -131,7 +131,7 @@ def test_stop_from_another_thread(tmp_path):
 
 def test_run_dir_of_another_config_is_refused(tmp_path):
     run_training(tiny(num_iterations=1), tmp_path / "run", progress_bars=False)
-    other = tiny(num_iterations=2)
+    other = tiny(num_iterations=1, eval_trials=1)
     with pytest.raises(ConfigMismatchError, match="different configuration"):
         run_training(other, tmp_path / "run", resume=True, progress_bars=False)
 
@@ -194,3 +194,25 @@ def test_replay_reload_sees_all_stored_episodes(tmp_path):
     trainer = run_training(tiny(num_iterations=1), tmp_path / "run", progress_bars=False)
     store = ReplayStore.load(trainer.config.replay, 3, tmp_path / "run" / "episodes")
     assert store.total_episodes == trainer.counters.episodes
+
+
+def test_resume_with_a_larger_budget_continues_a_finished_run(tmp_path):
+    run_training(tiny(num_iterations=2), tmp_path / "run", progress_bars=False)
+    more = run_training(tiny(num_iterations=4), tmp_path / "run", resume=True, progress_bars=False)
+    assert more.counters.iteration == 4 and more.counters.phase == "done"
+    assert episode_ids(tmp_path / "run") == list(range(more.counters.episodes))
+    stored = RunDir(tmp_path / "run").read_yaml(RunDir(tmp_path / "run").config_path)
+    assert stored["train"]["num_iterations"] == 4
+
+
+@pytest.mark.render
+def test_widowx_presets_match_the_environment():
+    from meld_core.envs.registry import make_env
+
+    for name in ("smoke", "small", "paper"):
+        cfg = preset_config("widowx_insertion", name)
+        env = make_env(cfg.env, cfg.build_env_config())
+        try:
+            assert tuple(env.spec.image_shape) == cfg.model.image_shape
+        finally:
+            env.close()

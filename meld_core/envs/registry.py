@@ -33,7 +33,7 @@ _REGISTRY: dict[str, EnvEntry] = {
                           "2-D point robot, goals on a semicircle (paper appendix D); CPU-cheap"),
     "widowx_insertion": EnvEntry("meld_core.envs.widowx_insertion", "WidowXInsertionEnv",
                                  "WidowXInsertionConfig",
-                                 "WidowX 200 Ethernet-cable insertion in MuJoCo (the real robot's twin)"),
+                                 "MuJoCo WidowX 200 inserts an Ethernet plug; two cameras; rig tasks"),
 }
 
 
