@@ -2,6 +2,8 @@
 
     meld --help
     meld info
+    meld train --env point_nav --preset smoke --run-dir runs/point_smoke
+    meld eval --run-dir runs/point_smoke --episodes-per-trial 2 --rounds 3
 
 Each subcommand is a `_cmd_<name>(args)` function registered in `build_parser()`. Heavy imports
 (torch, mujoco) happen inside the subcommand, so `meld --help` stays instant. Errors a user can fix
@@ -11,10 +13,12 @@ are raised as `CliError` and printed as one line with a non-zero exit code.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import platform
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from meld_core import __version__
 
@@ -38,6 +42,80 @@ def _cmd_info(args: argparse.Namespace) -> int:
             print(f"  {name:8s} {version}{extra}")
         except ImportError:
             print(f"  {name:8s} not installed")
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    """Meta-train (or resume) a run; Ctrl-C stops cleanly after the running episode with a checkpoint."""
+    import signal
+
+    from meld_core.envs.registry import UnknownEnvError
+    from meld_core.presets import UnknownPresetError, preset_config
+    from meld_core.rundir import CheckpointError, RunDir, RunDirError
+    from meld_core.trainer import load_run_config, run_training
+
+    rd = RunDir(args.run_dir)
+    overrides = {k: v for k, v in (("num_iterations", args.iterations), ("seed", args.seed)) if v is not None}
+    try:
+        if args.offline_run is not None and args.stage is None:
+            args.stage = "sparse"
+        if args.resume and rd.exists() and args.env is None:
+            config = load_run_config(rd)  # continue the stored run with its own config
+            if args.iterations is not None:
+                config = dataclasses.replace(
+                    config, train=dataclasses.replace(config.train, num_iterations=args.iterations))
+        else:
+            if args.env is None:
+                raise CliError("--env is required (e.g. --env point_nav) unless --resume continues a run")
+            offline = str(Path(args.offline_run).resolve()) if args.offline_run else None
+            config = preset_config(args.env, args.preset, args.stage or "dense", offline, **overrides)
+        if args.threads is not None:
+            config = dataclasses.replace(
+                config, device=dataclasses.replace(config.device, num_threads=args.threads))
+    except (UnknownEnvError, UnknownPresetError, RunDirError, ValueError) as exc:
+        raise CliError(str(exc)) from None
+
+    holder: list = []
+
+    def stop(signum, frame):  # first Ctrl-C/SIGTERM: stop cleanly; second: abort
+        if holder and not holder[0].stop_requested:
+            print("meld: stopping after the running episode (Ctrl-C again to abort)", file=sys.stderr)
+            holder[0].request_stop()
+        else:
+            raise KeyboardInterrupt
+
+    old = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        trainer = run_training(config, rd.root, resume=args.resume, device=args.device,
+                               trainer_callback=holder.append)
+    except (RunDirError, CheckpointError) as exc:
+        raise CliError(str(exc)) from None
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+    c = trainer.counters
+    print(f"run {rd.root}: {c.phase}, {c.iteration} iterations, {c.episodes} episodes, {c.env_steps} env "
+          f"steps, {c.model_steps} model steps, {c.ac_steps} AC steps")
+    if trainer.last_eval is not None:
+        print(trainer.last_eval.table())
+    return 0
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    """Meta-test a run's checkpoint on its held-out tasks and print the success table."""
+    from meld_core.rundir import CheckpointError, RunDirError
+    from meld_core.trainer import evaluate_run
+
+    try:
+        result, summary = evaluate_run(args.run_dir, episodes_per_trial=args.episodes_per_trial,
+                                       rounds=args.rounds, checkpoint=args.checkpoint, device=args.device,
+                                       video_trials=args.videos,
+                                       deterministic=False if args.stochastic else None)
+    except (RunDirError, CheckpointError, ValueError) as exc:
+        raise CliError(str(exc)) from None
+    print(result.table())
+    print(f"(posterior input: {result.reward_input} reward; {len(result.trials)} trials; "
+          f"written to {Path(args.run_dir) / 'eval' / 'summary.json'})")
     return 0
 
 
@@ -79,6 +157,40 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("info", help="print versions of meld and its libraries")
     p.set_defaults(func=_cmd_info)
+
+    p = sub.add_parser("train", help="meta-train MELD on a simulated task family (or resume a run)",
+                       description="Meta-train MELD (warm-up, model pre-training, collect/train "
+                                   "iterations, periodic evaluation on held-out tasks, checkpoints) into a "
+                                   "run directory.")
+    p.add_argument("--env", help="task family: point_nav, widowx_insertion (required unless resuming)")
+    p.add_argument("--preset", default="small", help="smoke (CI, seconds), small (CPU benchmark), paper")
+    p.add_argument("--stage", choices=("dense", "sparse"), default=None,
+                   help="dense: posterior sees the dense reward; sparse: only the sparse reward "
+                        "(stage 2 of the sparse recipe; default dense, sparse with --offline-run)")
+    p.add_argument("--offline-run", metavar="DIR",
+                   help="stage-1 run directory whose episodes are offline data")
+    p.add_argument("--run-dir", required=True, metavar="DIR", help="run directory (created if missing)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its checkpoint")
+    p.add_argument("--device", choices=("cpu", "cuda", "auto"), default=None,
+                   help="override the preset's device")
+    p.add_argument("--iterations", type=int, help="override the number of training iterations")
+    p.add_argument("--seed", type=int, help="override the seed")
+    p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("eval", help="meta-test a run on its held-out tasks and print the success table",
+                       description="Run trials from a fresh belief on every held-out task and report success "
+                                   "per episode position; writes DIR/eval/summary.json, success.md, videos "
+                                   "and reward-prediction plots.")
+    p.add_argument("--run-dir", required=True, metavar="DIR", help="run directory made by `meld train`")
+    p.add_argument("--episodes-per-trial", type=int, default=None, help="default: the run's E")
+    p.add_argument("--rounds", type=int, default=3, help="trials per held-out task")
+    p.add_argument("--checkpoint", metavar="FILE", help="checkpoint file (default: the run's latest)")
+    p.add_argument("--device", choices=("cpu", "cuda", "auto"), default=None)
+    p.add_argument("--videos", type=int, default=2, help="trials recorded as MP4 + reward-prediction plot")
+    p.add_argument("--stochastic", action="store_true",
+                   help="sample actions (as the reference) instead of using the policy mean")
+    p.set_defaults(func=_cmd_eval)
 
     p = sub.add_parser("rig", help="reset rig over USB serial: status, home, move, stop")
     rig_sub = p.add_subparsers(dest="rig_command", metavar="ACTION")

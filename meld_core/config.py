@@ -264,3 +264,85 @@ def config_from_dict(cls: type, d: Mapping[str, Any], *, _where: str | None = No
         raise ValueError(f"{where}: unknown key(s) {unknown}; valid keys are {sorted(fields)}")
     kwargs = {name: _rebuild(hints[name], value, f"{where}.{name}") for name, value in d.items()}
     return cls(**kwargs)
+
+
+# ---------------------------------------------------------------------------------------------
+# Training configuration (owner: trainer). Presets live in meld_core/presets.py.
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The meta-training schedule (reference section 3.1) and the run's side work.
+
+    Iteration = collect one trial on a sampled train task, then int(env steps just collected x
+    ratio) model and actor-critic gradient steps. Defaults are the reference's 2-episode sparse
+    buttons numbers.
+    """
+
+    episodes_per_trial: int = 2  # E: episodes per trial, the belief carried across their resets
+    init_collect_trials_per_task: int = 5  # random-policy trials per train task before learning
+    init_model_train_ratio: float = 0.3  # model pre-training steps = ratio x warm-up env steps
+    model_train_ratio: float = 0.8  # model steps per env step collected in an iteration
+    ac_train_ratio: float = 0.5  # actor-critic steps per env step collected in an iteration
+    tasks_to_collect_per_iter: int = 1  # train tasks (without replacement) visited per iteration
+    num_iterations: int = 100_000  # iterations after warm-up and pre-training (the run's budget)
+    stop_model_training_step: int | None = None  # freeze the model once global step reaches this; None: never
+    eval_interval: int = 100  # evaluate every this many iterations (and at the end)
+    eval_trials: int = 10  # trials per evaluation, on held-out tasks drawn without replacement (cycled)
+    eval_deterministic: bool = True  # act with the policy mean when evaluating (reference samples: False)
+    eval_at_start: bool = False  # evaluate the untrained policy first (the reference does)
+    video_trials: int = 2  # eval trials recorded as MP4 and reward-prediction plot
+    checkpoint_interval: int = 25  # checkpoint every this many iterations (and at stop and end)
+    keep_checkpoints: int = 3  # newest checkpoints kept on disk
+    log_interval: int = 10  # write training scalars every this many iterations
+    seed: int = 1  # seeds the trainer's task sampling, the warm-up policy and the agent
+
+    def __post_init__(self) -> None:
+        for name in ("episodes_per_trial", "init_collect_trials_per_task", "tasks_to_collect_per_iter",
+                     "eval_interval", "eval_trials", "checkpoint_interval", "keep_checkpoints",
+                     "log_interval"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"TrainConfig.{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("init_model_train_ratio", "model_train_ratio", "ac_train_ratio"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"TrainConfig.{name} must be >= 0, got {getattr(self, name)}")
+        if self.num_iterations < 0 or self.video_trials < 0:
+            raise ValueError("TrainConfig.num_iterations and video_trials must be >= 0")
+        if self.stop_model_training_step is not None and self.stop_model_training_step < 0:
+            raise ValueError("TrainConfig.stop_model_training_step must be >= 0 or None")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything a run needs; written to run_dir/config.yaml and read back by --resume and eval."""
+
+    env: str  # registered environment name (meld_core.envs.registry), e.g. "point_nav"
+    env_config: dict[str, Any]  # overrides of the environment's own config dataclass (plain YAML data)
+    model: ModelConfig  # latent state model
+    sac: SACConfig  # actor-critic
+    replay: ReplayConfig  # replay and batch formation
+    device: DeviceConfig  # where the networks run (not part of the run's identity: may change on resume)
+    train: TrainConfig  # schedule, evaluation, checkpoints
+    preset: str = "custom"  # the preset this config came from (informational)
+    offline_run: str | None = None  # stage 2: a stage-1 run directory whose episodes are offline data
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.env, str) or not self.env:
+            raise ValueError("RunConfig.env must be a registered environment name")
+        if not isinstance(self.env_config, Mapping):
+            raise ValueError(f"RunConfig.env_config must be a mapping, got {type(self.env_config).__name__}")
+        object.__setattr__(self, "env_config", dict(self.env_config))
+
+    def build_env_config(self) -> Any:
+        """The environment's config dataclass (unknown keys raise ValueError)."""
+        from meld_core.envs.registry import env_config_class
+
+        return config_from_dict(env_config_class(self.env), self.env_config)
+
+    def identity(self) -> dict[str, Any]:
+        """What makes two runs the same run: everything but the device and the iteration budget."""
+        d = dataclasses.asdict(self)
+        d.pop("device")
+        d["train"].pop("num_iterations")
+        return d

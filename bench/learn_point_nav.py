@@ -1,0 +1,149 @@
+"""Learning benchmark: MELD vs the same agent without reward input (SLAC-like) on held-out goals.
+
+    PYTHONPATH=. python bench/learn_point_nav.py --minutes 28 --out runs/bench_point_nav
+
+Each variant trains the `small` point_nav preset in its own process (1 torch thread each, so two
+variants fit 2 cores) for a wall-clock budget, evaluating on the 10 held-out goals every
+`--eval-every` iterations (2-episode trials, policy mean). Variants:
+
+- `meld_sparse`: the posterior sees only the sparse reward (decoder and critic: dense), so the
+  test-time signal is sparse -- the issue's target;
+- `meld_dense`:  the posterior sees the dense reward (stage 1 of the sparse recipe);
+- `baseline`:    reward_input "none" (SLAC-like: the belief cannot know the goal).
+
+Afterwards every variant's last checkpoint is meta-tested on all held-out goals for `--rounds`
+rounds; the learning curve (success of episode position 1 vs env steps) is written to
+OUT/learning_curve.png and one JSON line with the figures is printed. Not part of CI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import multiprocessing as mp
+import os
+import sys
+import time
+from pathlib import Path
+
+VARIANTS = {
+    "meld_sparse": ("sparse", "dense"),
+    "meld_dense": ("dense", "dense"),
+    "baseline": ("none", "dense"),
+}
+
+
+def train_variant(name: str, out: str, minutes: float, eval_every: int, seed: int, image_size: int,
+                  overrides: dict) -> None:
+    import torch
+
+    torch.set_num_threads(1)
+    from meld_core.presets import preset_config
+    from meld_core.trainer import TrainerHooks, run_training
+
+    reward_input, reward_target = VARIANTS[name]
+    train = {k: v for k, v in overrides.items()
+             if k in ("model_train_ratio", "ac_train_ratio") and v is not None}
+    cfg = preset_config("point_nav", "small", seed=seed, num_iterations=100_000, eval_interval=eval_every,
+                        checkpoint_interval=eval_every, video_trials=1, **train)
+    if overrides.get("initial_alpha") is not None:
+        sac = dataclasses.replace(cfg.sac, initial_alpha=overrides["initial_alpha"])
+        cfg = dataclasses.replace(cfg, sac=sac)
+    model = dataclasses.replace(cfg.model, reward_input=reward_input, reward_target=reward_target)
+    env_config = dict(cfg.env_config)
+    if image_size != env_config["image_size"]:
+        env_config["image_size"] = image_size
+        model = dataclasses.replace(model, image_shape=(image_size, image_size, 3))
+    cfg = dataclasses.replace(cfg, model=model, env_config=env_config, preset=f"small/bench:{name}",
+                              device=dataclasses.replace(cfg.device, device="cpu", num_threads=1))
+    deadline = time.monotonic() + minutes * 60
+
+    class Budget(TrainerHooks):
+        def _check(self, trainer):
+            if time.monotonic() > deadline:
+                trainer.request_stop()
+
+        def on_episode(self, trainer, episode, data):
+            self._check(trainer)
+
+        def on_train_metrics(self, trainer, prefix, metrics):
+            self._check(trainer)
+
+    run_training(cfg, Path(out) / name, resume=(Path(out) / name / "config.yaml").exists(), hooks=[Budget()],
+                 progress_bars=False)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", default="runs/bench_point_nav")
+    ap.add_argument("--minutes", type=float, default=28.0, help="training wall-clock budget per variant")
+    ap.add_argument("--variants", default="meld_sparse,baseline", help=f"comma list of {sorted(VARIANTS)}")
+    ap.add_argument("--eval-every", type=int, default=10, help="iterations between evaluations")
+    ap.add_argument("--rounds", type=int, default=3, help="final meta-test rounds over the 10 held-out goals")
+    ap.add_argument("--image-size", type=int, default=64)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--model-ratio", type=float, help="override the preset's model_train_ratio")
+    ap.add_argument("--ac-ratio", type=float, help="override the preset's ac_train_ratio")
+    ap.add_argument("--initial-alpha", type=float, help="override the SAC initial temperature")
+    args = ap.parse_args()
+    import logging
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(processName)s %(name)s: %(message)s",
+                        datefmt="%H:%M:%S")
+    names = [v.strip() for v in args.variants.split(",") if v.strip()]
+    unknown = [n for n in names if n not in VARIANTS]
+    if unknown:
+        print(f"unknown variants {unknown}; choose from {sorted(VARIANTS)}", file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    load_before = os.getloadavg()
+    t0 = time.monotonic()
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=train_variant, name=n,
+                         args=(n, str(out), args.minutes, args.eval_every, args.seed, args.image_size,
+                               {"model_train_ratio": args.model_ratio, "ac_train_ratio": args.ac_ratio,
+                                "initial_alpha": args.initial_alpha}))
+             for n in names]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join()
+    train_wall = time.monotonic() - t0
+    load_after = os.getloadavg()
+
+    from meld_core.media import plot_learning_curves
+    from meld_core.trainer import evaluate_run
+
+    curves, figures = {}, {}
+    for n in names:
+        history = out / n / "eval" / "history.jsonl"
+        rows = [json.loads(line) for line in history.read_text().splitlines()] if history.exists() else []
+        curves[f"{n} (ep 1)"] = ([r["counters"]["env_steps"] for r in rows],
+                                 [r["success_per_position"][1] for r in rows])
+        curves[f"{n} (ep 0)"] = ([r["counters"]["env_steps"] for r in rows],
+                                 [r["success_per_position"][0] for r in rows])
+        progress = json.loads((out / n / "progress.json").read_text())
+        result, _ = evaluate_run(out / n, rounds=args.rounds, video_trials=2)
+        figures[n] = {
+            "success_per_position": [round(s, 3) for s in result.success_per_position],
+            "trials": len(result.trials),
+            "env_steps": progress["env_steps"], "iterations": progress["iteration"],
+            "model_steps": progress["model_steps"], "ac_steps": progress["ac_steps"],
+            "best_eval_success_1": max((r["success_per_position"][1] for r in rows), default=None),
+        }
+    plot = plot_learning_curves(out / "learning_curve.png", curves, "env steps",
+                                "success (held-out goals)", "point_nav: MELD vs no-reward baseline")
+    line = {"bench": "learn_point_nav", "train_wall_s": round(train_wall, 1), "minutes_budget": args.minutes,
+            "cpu_count": os.cpu_count(), "loadavg_before": [round(x, 2) for x in load_before],
+            "loadavg_after": [round(x, 2) for x in load_after], "image_size": args.image_size,
+            "overrides": {"model_ratio": args.model_ratio, "ac_ratio": args.ac_ratio,
+                          "initial_alpha": args.initial_alpha},
+            "variants": figures, "plot": str(plot)}
+    print(json.dumps(line))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,136 @@
+"""Running one trial: E episodes on one task with the belief carried across the episode resets.
+
+Used by meta-training (collection, Algorithm 1) and by meta-testing (Algorithm 2), so both see
+exactly the same frame layout as the replay and the model (reference section 1.8): every episode
+stores T+1 frames, the policy is called on every frame including the last one of each episode
+(whose "boundary" action is stored but not executed), and the belief is reset only at the start of
+the trial.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from meld_core.envs.base import Observation, Task, TaskEnv
+
+
+@dataclass
+class EpisodeData:
+    """One finished episode as plain arrays (T+1 frames; frame 0 is the reset frame)."""
+
+    images: np.ndarray  # uint8 (T+1, H, W, 3)
+    actions: np.ndarray  # float32 (T+1, A); the last one was produced but not executed
+    dense_rewards: np.ndarray  # float32 (T+1,), 0 on frame 0
+    sparse_rewards: np.ndarray  # float32 (T+1,), 0 on frame 0
+    successes: np.ndarray  # bool (T+1,)
+    position_in_trial: int  # 0 .. E-1
+    final_info: dict[str, Any] = field(default_factory=dict)  # env info of the last frame
+    pred_mean: np.ndarray | None = None  # reward decoder mean per frame (None for random actions)
+    pred_std: np.ndarray | None = None  # reward decoder std per frame
+    video: list[np.ndarray] | None = None  # render_frame() per frame when recording
+
+    @property
+    def success(self) -> bool:
+        """An episode succeeds when the task is solved at its last frame."""
+        return bool(self.successes[-1])
+
+    @property
+    def dense_return(self) -> float:
+        return float(self.dense_rewards.sum())
+
+    @property
+    def sparse_return(self) -> float:
+        return float(self.sparse_rewards.sum())
+
+
+@dataclass
+class TrialData:
+    task: Task
+    episodes: list[EpisodeData]  # fewer than E when a stop was requested mid-trial
+
+
+def posterior_reward(obs: Observation, reward_input: str) -> float:
+    """The reward the posterior sees for the transition into `obs`."""
+    if reward_input == "dense":
+        return float(obs.dense_reward)
+    if reward_input == "sparse":
+        return float(obs.sparse_reward)
+    return 0.0
+
+
+def run_trial(
+    env: TaskEnv,
+    task: Task,
+    episodes_per_trial: int,
+    *,
+    agent: Any = None,
+    reward_input: str = "dense",
+    deterministic: bool = False,
+    rng: np.random.Generator | None = None,
+    record_video: bool = False,
+    record_prediction: bool = False,
+    on_episode: Callable[[EpisodeData], None] | None = None,
+    on_step: Callable[[], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> TrialData:
+    """Run one trial of `episodes_per_trial` episodes on `task`.
+
+    `agent=None` acts uniformly at random in [-1, 1]^A with `rng` (the warm-up policy). Otherwise
+    `agent.reset_belief()` is called once and `agent.act(...)` on every frame. `on_episode` is called
+    as each episode ends (the trainer stores it there, so a crash loses at most the running
+    episode); `should_stop()` is checked between episodes.
+    """
+    if agent is None and rng is None:
+        raise ValueError("run_trial: a random policy needs an rng")
+    spec = env.spec
+    T, A = spec.episode_length, spec.action_dim
+    env.set_task(task)
+    if agent is not None:
+        agent.reset_belief()
+    trial = TrialData(task=task, episodes=[])
+    for position in range(episodes_per_trial):
+        if position > 0 and should_stop is not None and should_stop():
+            break
+        images = np.empty((T + 1, *spec.image_shape), dtype=np.uint8)
+        actions = np.zeros((T + 1, A), dtype=np.float32)
+        dense = np.zeros(T + 1, dtype=np.float32)
+        sparse = np.zeros(T + 1, dtype=np.float32)
+        success = np.zeros(T + 1, dtype=bool)
+        pred_mean = np.zeros(T + 1, dtype=np.float32) if record_prediction else None
+        pred_std = np.zeros(T + 1, dtype=np.float32) if record_prediction else None
+        video: list[np.ndarray] | None = [] if record_video else None
+        obs = env.reset()
+        for t in range(T + 1):
+            if obs.image.shape != spec.image_shape:
+                raise ValueError(f"{spec.name} returned an image of shape {obs.image.shape}, "
+                                 f"its spec says {spec.image_shape}")
+            images[t] = obs.image
+            dense[t] = 0.0 if t == 0 else obs.dense_reward
+            sparse[t] = 0.0 if t == 0 else obs.sparse_reward
+            success[t] = bool(obs.success) and t > 0
+            if video is not None:
+                video.append(env.render_frame())
+            if agent is None:
+                action = rng.uniform(-1.0, 1.0, size=A).astype(np.float32)
+            else:
+                r = 0.0 if t == 0 else posterior_reward(obs, reward_input)
+                action = np.asarray(agent.act(obs.image, r, episode_start=(t == 0),
+                                              deterministic=deterministic), dtype=np.float32)
+                if record_prediction:
+                    pred_mean[t], pred_std[t] = agent.predicted_reward()
+            actions[t] = action
+            if t < T:
+                obs = env.step(action)
+                if on_step is not None:
+                    on_step()
+        episode = EpisodeData(images=images, actions=actions, dense_rewards=dense, sparse_rewards=sparse,
+                              successes=success, position_in_trial=position, final_info=dict(obs.info),
+                              pred_mean=pred_mean, pred_std=pred_std, video=video)
+        trial.episodes.append(episode)
+        if on_episode is not None:
+            on_episode(episode)
+    return trial

@@ -1,0 +1,218 @@
+"""The run directory: one per training run, everything needed to look at it or resume it.
+
+    runs/<name>/
+      config.yaml         the full RunConfig (env config, model, sac, replay, train): enough to resume
+      tasks.json          the train and held-out task lists (stage 2 checks its offline run against it)
+      episodes/           per-task episode files, written atomically as each episode ends (replay.py)
+      checkpoints/        ckpt_<global step>.pt (atomic: temp file + rename), last N kept, `latest` pointer
+      tb/                 TensorBoard scalars
+      metrics.csv         the same scalars as CSV (long format: one row per value)
+      progress.json       counters and phase, rewritten atomically (for monitors, diagnostics and tests)
+      eval/               summary.json, success.md, videos/*.mp4, plots/*.png, history.jsonl
+
+Every write that a crash could leave half-done goes to a temporary file in the same directory that
+is fsync'ed and then renamed over the target, so readers see either the old or the new file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import os
+import re
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+_CKPT_RE = re.compile(r"^ckpt_(\d{12})\.pt$")
+
+
+class RunDirError(RuntimeError):
+    """The run directory cannot be used as asked (it holds another run, is missing, ...)."""
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint is missing or cannot be read."""
+
+
+def atomic_write_bytes(path: Path, data: bytes, *, fsync: bool = True) -> None:
+    """Write `data` to `path` so that a crash leaves either the old file or the new one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        os.fchmod(fd, 0o644)  # mkstemp creates 0600; run files are meant to be shared and read by tools
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            if fsync:
+                f.flush()
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    if fsync:
+        _fsync_dir(path.parent)
+
+
+def atomic_write_text(path: Path, text: str, *, fsync: bool = True) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"), fsync=fsync)
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+class RunDir:
+    """Paths and atomic file operations of one run directory (creates nothing until asked)."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root)
+
+    # -- paths ---------------------------------------------------------------------------------
+    @property
+    def config_path(self) -> Path:
+        return self.root / "config.yaml"
+
+    @property
+    def tasks_path(self) -> Path:
+        return self.root / "tasks.json"
+
+    @property
+    def episodes_dir(self) -> Path:
+        return self.root / "episodes"
+
+    @property
+    def checkpoints_dir(self) -> Path:
+        return self.root / "checkpoints"
+
+    @property
+    def tb_dir(self) -> Path:
+        return self.root / "tb"
+
+    @property
+    def metrics_csv(self) -> Path:
+        return self.root / "metrics.csv"
+
+    @property
+    def progress_path(self) -> Path:
+        return self.root / "progress.json"
+
+    @property
+    def eval_dir(self) -> Path:
+        return self.root / "eval"
+
+    def exists(self) -> bool:
+        return self.config_path.is_file()
+
+    def make_dirs(self) -> None:
+        for d in (self.root, self.episodes_dir, self.checkpoints_dir, self.tb_dir, self.eval_dir):
+            d.mkdir(parents=True, exist_ok=True)
+
+    # -- small JSON/YAML files -----------------------------------------------------------------
+    def write_yaml(self, path: Path, data: Any) -> None:
+        import yaml
+
+        atomic_write_text(path, yaml.safe_dump(data, sort_keys=False, default_flow_style=None))
+
+    def read_yaml(self, path: Path) -> Any:
+        import yaml
+
+        try:
+            with open(path, encoding="utf-8") as f:
+                return yaml.safe_load(f)
+        except FileNotFoundError:
+            raise RunDirError(f"{path} does not exist; is {self.root} a meld run directory?") from None
+        except yaml.YAMLError as exc:
+            raise RunDirError(f"{path} is not valid YAML ({exc}); fix or remove it") from None
+
+    def write_json(self, path: Path, data: Any, *, fsync: bool = True) -> None:
+        atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n", fsync=fsync)
+
+    def read_json(self, path: Path) -> Any:
+        try:
+            return json.loads(Path(path).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise RunDirError(f"{path} does not exist; is {self.root} a meld run directory?") from None
+        except json.JSONDecodeError as exc:
+            raise RunDirError(f"{path} is not valid JSON ({exc}); fix or remove it") from None
+
+    def write_progress(self, progress: dict[str, Any]) -> None:
+        # No fsync: rewritten often, and only a monitor reads it (a stale file after a crash is fine).
+        self.write_json(self.progress_path, progress, fsync=False)
+
+    # -- checkpoints ---------------------------------------------------------------------------
+    def checkpoint_paths(self) -> list[Path]:
+        """Complete checkpoint files, oldest first."""
+        if not self.checkpoints_dir.is_dir():
+            return []
+        found = [p for p in self.checkpoints_dir.iterdir() if _CKPT_RE.match(p.name)]
+        return sorted(found, key=lambda p: int(_CKPT_RE.match(p.name).group(1)))
+
+    def latest_checkpoint(self) -> Path | None:
+        """The checkpoint named by `checkpoints/latest` (None when the run has none yet)."""
+        pointer = self.checkpoints_dir / "latest"
+        if not pointer.is_file():
+            return None
+        name = pointer.read_text(encoding="utf-8").strip()
+        path = self.checkpoints_dir / name
+        if not _CKPT_RE.match(name) or not path.is_file():
+            raise CheckpointError(
+                f"{pointer} names {name!r}, which does not exist; point it at one of "
+                f"{[p.name for p in self.checkpoint_paths()] or 'no checkpoints (delete the pointer)'}")
+        return path
+
+    def save_checkpoint(self, state: dict[str, Any], global_step: int, keep: int) -> Path:
+        """Write `state` (torch.save-able) atomically, move `latest` to it, keep the newest `keep`."""
+        import torch
+
+        buf = io.BytesIO()
+        torch.save(state, buf)
+        path = self.checkpoints_dir / f"ckpt_{global_step:012d}.pt"
+        atomic_write_bytes(path, buf.getvalue())
+        atomic_write_text(self.checkpoints_dir / "latest", path.name + "\n")
+        for old in self.checkpoint_paths()[:-keep]:
+            if old != path:
+                old.unlink(missing_ok=True)
+        return path
+
+    def load_checkpoint(self, path: Path | None = None,
+                        map_location: str | Callable[..., Any] = "cpu") -> dict[str, Any]:
+        """Load `path` (default: `latest`); raise CheckpointError with what to do if it fails."""
+        import torch
+
+        if path is None:
+            path = self.latest_checkpoint()
+            if path is None:
+                raise CheckpointError(
+                    f"{self.root} has no checkpoint yet (checkpoints/latest is missing); "
+                    "train longer or resume training with `meld train --run-dir ... --resume`")
+        path = Path(path)
+        if not path.is_file():
+            raise CheckpointError(f"checkpoint {path} does not exist")
+        try:
+            state = torch.load(path, map_location=map_location, weights_only=False)
+        except Exception as exc:  # torch raises many types for truncated/corrupt files
+            others = [p.name for p in self.checkpoint_paths() if p != path]
+            hint = (f"; delete it and point checkpoints/latest at an older one ({others[-1]})" if others
+                    else "; delete it (and checkpoints/latest) to restart from the stored episodes")
+            raise CheckpointError(f"checkpoint {path} is corrupt ({type(exc).__name__}: {exc})"
+                                  f"{hint}") from None
+        if not isinstance(state, dict) or "counters" not in state:
+            raise CheckpointError(f"{path} is not a meld checkpoint (no counters)")
+        return state

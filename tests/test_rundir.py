@@ -1,0 +1,54 @@
+"""Run directory: atomic files, checkpoints with a `latest` pointer, clear errors."""
+
+import pytest
+
+from meld_core.rundir import CheckpointError, RunDir, atomic_write_text
+
+
+def state(step):
+    return {"counters": {"env_steps": step}, "agent": {"w": list(range(3))}}
+
+
+def test_atomic_write_replaces_and_leaves_no_temp_files(tmp_path):
+    target = tmp_path / "a" / "f.txt"
+    atomic_write_text(target, "one")
+    atomic_write_text(target, "two")
+    assert target.read_text() == "two"
+    assert [p.name for p in target.parent.iterdir()] == ["f.txt"]
+
+
+def test_checkpoints_keep_the_newest_and_point_latest(tmp_path):
+    rd = RunDir(tmp_path)
+    rd.make_dirs()
+    assert rd.latest_checkpoint() is None
+    for step in (10, 20, 30, 40):
+        rd.save_checkpoint(state(step), step, keep=2)
+    names = [p.name for p in rd.checkpoint_paths()]
+    assert names == ["ckpt_000000000030.pt", "ckpt_000000000040.pt"]
+    assert rd.latest_checkpoint().name == "ckpt_000000000040.pt"
+    assert rd.load_checkpoint()["counters"]["env_steps"] == 40
+
+
+def test_missing_checkpoint_is_a_clear_error(tmp_path):
+    rd = RunDir(tmp_path)
+    rd.make_dirs()
+    with pytest.raises(CheckpointError, match="no checkpoint"):
+        rd.load_checkpoint()
+
+
+def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
+    rd = RunDir(tmp_path)
+    rd.make_dirs()
+    rd.save_checkpoint(state(1), 1, keep=3)
+    path = rd.save_checkpoint(state(2), 2, keep=3)
+    path.write_bytes(path.read_bytes()[:40])
+    with pytest.raises(CheckpointError, match="corrupt.*ckpt_000000000001"):
+        rd.load_checkpoint()
+
+
+def test_dangling_latest_pointer(tmp_path):
+    rd = RunDir(tmp_path)
+    rd.make_dirs()
+    (rd.checkpoints_dir / "latest").write_text("ckpt_000000000099.pt\n")
+    with pytest.raises(CheckpointError, match="does not exist"):
+        rd.latest_checkpoint()

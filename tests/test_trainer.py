@@ -1,0 +1,218 @@
+"""The meta-training loop in-process: artefacts, stop requests, resume, stage 2, evaluation tables."""
+
+import dataclasses
+import json
+import threading
+
+import numpy as np
+import pytest
+
+from meld_core.config import RunConfig, config_from_dict
+from meld_core.envs.point_nav import PointNavConfig, PointNavEnv
+from meld_core.evaluation import evaluate
+from meld_core.metrics import read_metrics_csv
+from meld_core.presets import UnknownPresetError, preset_config
+from meld_core.replay import ReplayStore
+from meld_core.rundir import RunDir, RunDirError
+from meld_core.trainer import ConfigMismatchError, Trainer, TrainerHooks, run_training
+
+
+def tiny(**train):
+    """The smoke preset, trimmed further for unit tests."""
+    cfg = preset_config("point_nav", "smoke")
+    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, **train)) if train else cfg
+
+
+def episode_ids(run_dir):
+    return sorted(int(p.stem.split("_")[1]) for p in (run_dir / "episodes").glob("task_*/ep_*.npz"))
+
+
+def test_config_round_trips_through_yaml(tmp_path):
+    import yaml
+
+    cfg = preset_config("point_nav", "small", "sparse")
+    text = yaml.safe_dump(dataclasses.asdict(cfg))
+    again = config_from_dict(RunConfig, yaml.safe_load(text))
+    assert again == cfg and again.model.reward_input == "sparse" and again.model.reward_target == "dense"
+    assert isinstance(again.build_env_config(), PointNavConfig)
+
+
+def test_presets_exist_for_point_nav_and_reject_unknown_names():
+    for name in ("smoke", "small", "paper"):
+        cfg = preset_config("point_nav", name)
+        env = PointNavEnv(cfg.build_env_config())
+        assert env.spec.image_shape == cfg.model.image_shape
+    with pytest.raises(UnknownPresetError, match="smoke"):
+        preset_config("point_nav", "huge")
+
+
+def test_smoke_run_leaves_every_artefact(tmp_path):
+    trainer = run_training(tiny(), tmp_path / "run", progress_bars=False)
+    c = trainer.counters
+    t = trainer.config.train
+    E, T = t.episodes_per_trial, 8
+    n_train = 3
+    assert c.phase == "done" and c.iteration == t.num_iterations
+    assert c.episodes == n_train * E * t.init_collect_trials_per_task + t.num_iterations * E
+    assert c.env_steps == c.episodes * T
+    warmup_steps = n_train * E * T
+    assert c.pretrain_steps == int(warmup_steps * t.init_model_train_ratio)
+    assert c.model_steps == c.pretrain_steps + t.num_iterations * int(E * T * t.model_train_ratio)
+    assert c.ac_steps == t.num_iterations * int(E * T * t.ac_train_ratio)
+    run = tmp_path / "run"
+    assert episode_ids(run) == list(range(c.episodes))
+    rd = RunDir(run)
+    assert rd.latest_checkpoint() is not None and len(rd.checkpoint_paths()) <= t.keep_checkpoints
+    assert list((run / "tb").glob("events.out.tfevents.*"))
+    tags = {row["tag"] for row in read_metrics_csv(run / "metrics.csv")}
+    assert {"eval/success_0", "eval/success_1", "model/elbo", "ac/alpha", "speed/env_steps_per_s"} <= tags
+    summary = json.loads((run / "eval" / "summary.json").read_text())
+    assert len(summary["success_per_position"]) == E and summary["videos"] and summary["plots"]
+    assert (run / "eval" / summary["videos"][0]).stat().st_size > 1000
+    assert "all held-out tasks" in (run / "eval" / "success.md").read_text()
+    assert json.loads((run / "progress.json").read_text())["status"] == "finished"
+
+
+class StopAfterEpisodes(TrainerHooks):
+    def __init__(self, n):
+        self.n = n
+        self.closed = False
+
+    def on_episode(self, trainer, episode, data):
+        if trainer.counters.phase == "train" and trainer.counters.episodes >= self.n:
+            trainer.request_stop()
+
+
+def test_stop_request_checkpoints_and_resume_continues(tmp_path):
+    cfg = tiny(num_iterations=4, checkpoint_interval=100, eval_interval=100)
+    run = tmp_path / "run"
+    warmup = 3 * 2 * cfg.train.init_collect_trials_per_task
+    trainer = Trainer(cfg, run, hooks=[StopAfterEpisodes(warmup + 3)], progress_bars=False)
+    closed = []
+    trainer._env_factory = lambda c: _ClosingEnv(c, closed)
+    trainer.run()
+    assert closed == [True]  # env.close() is always called
+    c = trainer.counters
+    assert c.phase == "train" and trainer.stop_requested
+    # stopped in the second iteration's first episode: that episode is stored, its training is not counted
+    assert c.episodes == warmup + 3 and c.iteration == 1
+    state = RunDir(run).load_checkpoint()
+    assert state["counters"]["episodes"] == warmup + 3
+    with pytest.raises(RunDirError, match="--resume"):
+        Trainer(cfg, run, progress_bars=False).run()
+    resumed = run_training(None, run, resume=True, progress_bars=False)
+    r = resumed.counters
+    assert r.phase == "done" and r.iteration == 4 and r.model_steps > c.model_steps
+    assert episode_ids(run) == list(range(r.episodes))
+    assert r.episodes == warmup + 3 + 3 * 2
+
+
+class _ClosingEnv(PointNavEnv):
+    def __init__(self, cfg, closed):
+        super().__init__(cfg.build_env_config())
+        self._closed = closed
+
+    def close(self):
+        self._closed.append(True)
+
+
+def test_stop_from_another_thread(tmp_path):
+    cfg = tiny(num_iterations=10_000)
+    trainer = Trainer(cfg, tmp_path / "run", progress_bars=False)
+    timer = threading.Timer(4.0, trainer.request_stop)
+    timer.start()
+    try:
+        trainer.run()
+    finally:
+        timer.cancel()
+    assert trainer.stop_requested and trainer.counters.iteration < 10_000
+    assert RunDir(tmp_path / "run").latest_checkpoint() is not None
+
+
+def test_run_dir_of_another_config_is_refused(tmp_path):
+    run_training(tiny(num_iterations=1), tmp_path / "run", progress_bars=False)
+    other = tiny(num_iterations=1, eval_trials=1)
+    with pytest.raises(ConfigMismatchError, match="different configuration"):
+        run_training(other, tmp_path / "run", resume=True, progress_bars=False)
+
+
+def test_sparse_stage_reads_a_stage_one_run_as_offline_data(tmp_path):
+    stage1 = tmp_path / "stage1"
+    run_training(tiny(num_iterations=1), stage1, progress_bars=False)
+    n_stage1 = len(episode_ids(stage1))
+    cfg = preset_config("point_nav", "smoke", "sparse", str(stage1))
+    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, num_iterations=2))
+    trainer = run_training(cfg, tmp_path / "stage2", progress_bars=False)
+    assert trainer.offline is not None and trainer.offline.total_episodes == n_stage1
+    assert len(episode_ids(stage1)) == n_stage1  # nothing written into the stage-1 run
+    summary = json.loads((tmp_path / "stage2" / "eval" / "summary.json").read_text())
+    assert summary["reward_input"] == "sparse"
+
+
+def test_offline_run_with_other_tasks_is_refused(tmp_path):
+    stage1 = tmp_path / "stage1"
+    cfg1 = tiny(num_iterations=1)
+    cfg1 = dataclasses.replace(cfg1, env_config={**cfg1.env_config, "task_seed": 7})
+    run_training(cfg1, stage1, progress_bars=False)
+    cfg = preset_config("point_nav", "smoke", "sparse", str(stage1))
+    with pytest.raises(ConfigMismatchError, match="train tasks"):
+        run_training(cfg, tmp_path / "stage2", progress_bars=False)
+
+
+class GoToGoal:
+    """A scripted agent that knows the goal after the first episode (tests the success table)."""
+
+    def __init__(self, env):
+        self.env = env
+
+    def reset_belief(self):
+        self.episode = -1
+
+    def act(self, image, reward, *, episode_start, deterministic=False):
+        self.episode += int(episode_start)
+        if self.episode == 0:
+            return np.zeros(2, dtype=np.float32)
+        delta = self.env._goal - self.env._pos
+        return np.clip(delta / self.env.config.max_step, -1, 1).astype(np.float32)
+
+    def predicted_reward(self):
+        return 0.0, 1.0
+
+
+def test_evaluate_reports_success_per_episode_position():
+    env = PointNavEnv(PointNavConfig(num_eval_tasks=3, episode_length=10))
+    result = evaluate(GoToGoal(env), env, env.eval_tasks, 2, 2, "sparse", record_trials=1)
+    assert result.success_per_position == [0.0, 1.0]
+    assert len(result.trials) == 6 and result.trials[0].episodes[0].video is not None
+    assert result.trials[1].episodes[0].video is None
+    table = result.table()
+    assert "success ep 1" in table and "**1.00**" in table
+    assert [row["trials"] for row in result.per_task()] == [2, 2, 2]
+
+
+def test_replay_reload_sees_all_stored_episodes(tmp_path):
+    trainer = run_training(tiny(num_iterations=1), tmp_path / "run", progress_bars=False)
+    store = ReplayStore.load(trainer.config.replay, 3, tmp_path / "run" / "episodes")
+    assert store.total_episodes == trainer.counters.episodes
+
+
+def test_resume_with_a_larger_budget_continues_a_finished_run(tmp_path):
+    run_training(tiny(num_iterations=2), tmp_path / "run", progress_bars=False)
+    more = run_training(tiny(num_iterations=4), tmp_path / "run", resume=True, progress_bars=False)
+    assert more.counters.iteration == 4 and more.counters.phase == "done"
+    assert episode_ids(tmp_path / "run") == list(range(more.counters.episodes))
+    stored = RunDir(tmp_path / "run").read_yaml(RunDir(tmp_path / "run").config_path)
+    assert stored["train"]["num_iterations"] == 4
+
+
+@pytest.mark.render
+def test_widowx_presets_match_the_environment():
+    from meld_core.envs.registry import make_env
+
+    for name in ("smoke", "small", "paper"):
+        cfg = preset_config("widowx_insertion", name)
+        env = make_env(cfg.env, cfg.build_env_config())
+        try:
+            assert tuple(env.spec.image_shape) == cfg.model.image_shape
+        finally:
+            env.close()
