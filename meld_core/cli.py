@@ -217,6 +217,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
+    # PyOpenGL (pulled in by MuJoCo) logs an INFO line about an optional accelerator on every start.
+    logging.getLogger("OpenGL").setLevel(logging.WARNING)
     try:
         return int(args.func(args) or 0)
     except CliError as exc:
