@@ -128,6 +128,7 @@ def main() -> int:
         result, _ = evaluate_run(out / n, rounds=args.rounds, video_trials=2)
         figures[n] = {
             "success_per_position": [round(s, 3) for s in result.success_per_position],
+            "reached_per_position": [round(s, 3) for s in result.reached_per_position],
             "trials": len(result.trials),
             "env_steps": progress["env_steps"], "iterations": progress["iteration"],
             "model_steps": progress["model_steps"], "ac_steps": progress["ac_steps"],

@@ -45,6 +45,11 @@ class EvalResult:
         return self._per_position(lambda e: float(e.success))
 
     @property
+    def reached_per_position(self) -> list[float]:
+        """Fraction of episodes that were successful at any frame (not only the last), per position."""
+        return self._per_position(lambda e: float(e.reached))
+
+    @property
     def dense_return_per_position(self) -> list[float]:
         return self._per_position(lambda e: e.dense_return)
 
@@ -72,6 +77,8 @@ class EvalResult:
         out: dict[str, float] = {"num_trials": float(len(self.trials))}
         for k, v in enumerate(self.success_per_position):
             out[f"success_{k}"] = v
+        for k, v in enumerate(self.reached_per_position):
+            out[f"reached_{k}"] = v
         for k, v in enumerate(self.dense_return_per_position):
             out[f"dense_return_{k}"] = v
         for k, v in enumerate(self.sparse_return_per_position):
@@ -84,6 +91,7 @@ class EvalResult:
             "num_trials": len(self.trials),
             "reward_input": self.reward_input,
             "success_per_position": self.success_per_position,
+            "reached_per_position": self.reached_per_position,
             "dense_return_per_position": self.dense_return_per_position,
             "sparse_return_per_position": self.sparse_return_per_position,
             "per_task": self.per_task(),

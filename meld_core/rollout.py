@@ -39,6 +39,11 @@ class EpisodeData:
         return bool(self.successes[-1])
 
     @property
+    def reached(self) -> bool:
+        """The task was solved at some frame of the episode (not necessarily the last)."""
+        return bool(self.successes.any())
+
+    @property
     def dense_return(self) -> float:
         return float(self.dense_rewards.sum())
 

@@ -406,6 +406,7 @@ class Trainer:
                                       should_stop=lambda: self.stop_requested)
                     self._log("collect", {
                         **{f"success_{e.position_in_trial}": float(e.success) for e in trial.episodes},
+                        **{f"reached_{e.position_in_trial}": float(e.reached) for e in trial.episodes},
                         **{f"dense_return_{e.position_in_trial}": e.dense_return for e in trial.episodes},
                     })
                 if self.stop_requested:
@@ -496,6 +497,7 @@ class Trainer:
                              episode_length=self.env.spec.episode_length,
                              extra={"counters": self.counters.as_dict()})
         record = {"counters": self.counters.as_dict(), "success_per_position": result.success_per_position,
+                  "reached_per_position": result.reached_per_position,
                   "dense_return_per_position": result.dense_return_per_position,
                   "num_trials": len(result.trials), "final": final}
         with open(self.run_dir.eval_dir / "history.jsonl", "a", encoding="utf-8") as f:
@@ -504,8 +506,9 @@ class Trainer:
             write_eval_artefacts(result, self.run_dir.eval_dir, fps=self.env.spec.control_hz,
                                  episode_length=self.env.spec.episode_length,
                                  extra={"counters": self.counters.as_dict(), "source": "end of training"})
-        logger.info("eval at %d env steps: success per episode position %s", self.counters.env_steps,
-                    [round(s, 2) for s in result.success_per_position])
+        logger.info("eval at %d env steps: success per episode position %s (at any frame: %s)",
+                    self.counters.env_steps, [round(s, 2) for s in result.success_per_position],
+                    [round(s, 2) for s in result.reached_per_position])
         for h in self.hooks:
             h.on_eval(self, result)
         self._write_progress()

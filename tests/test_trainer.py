@@ -216,3 +216,22 @@ def test_widowx_presets_match_the_environment():
             assert tuple(env.spec.image_shape) == cfg.model.image_shape
         finally:
             env.close()
+
+
+class PassThroughGoal(GoToGoal):
+    """Goes to the goal in episode 1, then walks away at the last step: reached, but not a success."""
+
+    def act(self, image, reward, *, episode_start, deterministic=False):
+        self.t = 0 if episode_start else self.t + 1
+        action = super().act(image, reward, episode_start=episode_start)
+        if self.episode == 1 and self.t == self.env.config.episode_length - 1:
+            return np.array([0.0, -1.0], dtype=np.float32)
+        return action
+
+
+def test_evaluate_reports_reached_at_any_frame_apart_from_final_success():
+    env = PointNavEnv(PointNavConfig(num_eval_tasks=2, episode_length=10))
+    result = evaluate(PassThroughGoal(env), env, env.eval_tasks, 2, 1, "sparse")
+    assert result.success_per_position == [0.0, 0.0]
+    assert result.reached_per_position == [0.0, 1.0]
+    assert result.scalars()["reached_1"] == 1.0 and result.summary()["reached_per_position"] == [0.0, 1.0]
