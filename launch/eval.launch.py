@@ -9,22 +9,22 @@ videos, reward-prediction plots), exactly like `meld eval`. On the robot it star
 hardware graph as train_widowx.launch.py; with use_sim:=true it uses sim_node instead.
 """
 
-from launch.actions import (
-    DeclareLaunchArgument,
-    EmitEvent,
-    GroupAction,
-    IncludeLaunchDescription,
-    RegisterEventHandler,
-)
+from launch.actions import GroupAction
 from launch.conditions import IfCondition, UnlessCondition
-from launch.event_handlers import OnProcessExit
-from launch.events import Shutdown
-from launch.substitutions import LaunchConfiguration, PathJoinSubstitution, PythonExpression
-from launch_ros.actions import Node
+from launch.substitutions import LaunchConfiguration, PythonExpression
 from launch_ros.parameter_descriptions import ParameterValue
-from launch_ros.substitutions import FindPackageShare
 
 from launch import LaunchDescription
+from meld_ros.launch_helpers import (
+    agent_node,
+    config_file,
+    declare,
+    meld_node,
+    robot_peripherals,
+    shutdown_when_done,
+    typed,
+    xs_sdk,
+)
 
 ARGUMENTS = [
     ("run_dir", "runs/widowx", "the trained run to meta-test (its eval tasks are the held-out tasks)"),
@@ -38,7 +38,7 @@ ARGUMENTS = [
     ("robot_name", "wx200", "xs_sdk namespace (normally = robot_model)"),
     (
         "mode_configs",
-        PathJoinSubstitution([FindPackageShare("meld_ros"), "config", "interbotix_modes.yaml"]),
+        config_file("interbotix_modes.yaml"),
         "xs_sdk mode config YAML (arm group in velocity mode, U2D2 port); default: ours",
     ),
     ("scene_camera", "/dev/video0", "scene webcam: device index, /dev path or video file"),
@@ -50,79 +50,19 @@ ARGUMENTS = [
 
 
 def generate_launch_description() -> LaunchDescription:
-    share = FindPackageShare("meld_ros")
-    config = PathJoinSubstitution([share, "config"])
     robot = LaunchConfiguration("robot_name")
-    on_robot = UnlessCondition(LaunchConfiguration("use_sim"))
     hardware = GroupAction(
-        condition=on_robot,
-        actions=[
-            IncludeLaunchDescription(
-                PathJoinSubstitution(
-                    [FindPackageShare("interbotix_xsarm_control"), "launch", "xsarm_control.launch.py"]
-                ),
-                launch_arguments={
-                    "robot_model": LaunchConfiguration("robot_model"),
-                    "robot_name": robot,
-                    "use_rviz": "false",
-                    "mode_configs": LaunchConfiguration("mode_configs"),
-                }.items(),
-            ),
-            *[
-                Node(
-                    package="meld_ros",
-                    executable="camera_node",
-                    name=f"{role}_camera",
-                    output="screen",
-                    parameters=[
-                        PathJoinSubstitution([config, "camera_node.yaml"]),
-                        {"source": LaunchConfiguration(f"{role}_camera")},
-                    ],
-                )
-                for role in ("scene", "wrist")
-            ],
-            Node(
-                package="meld_ros",
-                executable="reset_rig_node",
-                name="reset_rig",
-                output="screen",
-                parameters=[
-                    PathJoinSubstitution([config, "reset_rig_node.yaml"]),
-                    {"port": LaunchConfiguration("rig_port")},
-                ],
-            ),
-            Node(
-                package="meld_ros",
-                executable="success_node",
-                name="success",
-                output="screen",
-                condition=IfCondition(LaunchConfiguration("use_success")),
-                parameters=[
-                    PathJoinSubstitution([config, "success_node.yaml"]),
-                    {"interface": LaunchConfiguration("success_interface")},
-                ],
-            ),
-        ],
+        condition=UnlessCondition(LaunchConfiguration("use_sim")),
+        actions=[xs_sdk(robot, "false"), *robot_peripherals()],
     )
-    sim = Node(
-        package="meld_ros",
-        executable="sim_node",
-        name="sim",
-        output="screen",
+    # the simulated world of the run itself (its config.yaml's env_config)
+    sim = meld_node(
+        "sim_node",
+        "sim",
+        {"robot_name": robot, "run_dir": LaunchConfiguration("run_dir")},
         condition=IfCondition(LaunchConfiguration("use_sim")),
-        # the simulated world of the run itself (its config.yaml's env_config)
-        parameters=[
-            PathJoinSubstitution([config, "sim_node.yaml"]),
-            {"robot_name": robot, "run_dir": LaunchConfiguration("run_dir")},
-        ],
     )
-    arm = Node(
-        package="meld_ros",
-        executable="arm_node",
-        name="arm",
-        output="screen",
-        parameters=[PathJoinSubstitution([config, "arm_node.yaml"]), {"robot_name": robot}],
-    )
+    arm = meld_node("arm_node", "arm", {"robot_name": robot})
     use_success_topic = PythonExpression(
         [
             "'",
@@ -132,44 +72,19 @@ def generate_launch_description() -> LaunchDescription:
             "'.lower() not in ('true', '1')",
         ]
     )
-    agent = Node(
-        package="meld_ros",
-        executable="agent_node",
-        name="agent",
-        output="screen",
-        sigterm_timeout="30",
-        sigkill_timeout="30",
-        parameters=[
-            PathJoinSubstitution([config, "agent_node.yaml"]),
-            {
-                "mode": "eval",
-                "robot_name": robot,
-                "run_dir": LaunchConfiguration("run_dir"),
-                "eval_rounds": ParameterValue(LaunchConfiguration("eval_rounds"), value_type=int),
-                "eval_episodes_per_trial": ParameterValue(
-                    LaunchConfiguration("episodes_per_trial"), value_type=int
-                ),
-                "eval_checkpoint": ParameterValue(LaunchConfiguration("checkpoint"), value_type=str),
-                "eval_videos": ParameterValue(LaunchConfiguration("videos"), value_type=int),
-                "device": LaunchConfiguration("device"),
-                "io.use_success_topic": ParameterValue(use_success_topic, value_type=bool),
-            },
-        ],
+    agent = agent_node(
+        {
+            "mode": "eval",
+            "robot_name": robot,
+            "run_dir": LaunchConfiguration("run_dir"),
+            "eval_rounds": typed("eval_rounds", int),
+            "eval_episodes_per_trial": typed("episodes_per_trial", int),
+            "eval_checkpoint": typed("checkpoint", str),
+            "eval_videos": typed("videos", int),
+            "device": LaunchConfiguration("device"),
+            "io.use_success_topic": ParameterValue(use_success_topic, value_type=bool),
+        }
     )
     return LaunchDescription(
-        [
-            *[
-                DeclareLaunchArgument(name, default_value=default, description=text)
-                for name, default, text in ARGUMENTS
-            ],
-            hardware,
-            sim,
-            arm,
-            agent,
-            RegisterEventHandler(
-                OnProcessExit(
-                    target_action=agent, on_exit=[EmitEvent(event=Shutdown(reason="meta-test finished"))]
-                )
-            ),
-        ]
+        [*declare(ARGUMENTS), hardware, sim, arm, agent, shutdown_when_done(agent, "meta-test finished")]
     )

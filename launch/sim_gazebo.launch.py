@@ -16,7 +16,6 @@ relayed to /<robot_name>/joint_states by the adapter. The reset rig is a positio
 """
 
 from launch.actions import (
-    DeclareLaunchArgument,
     IncludeLaunchDescription,
     RegisterEventHandler,
     SetEnvironmentVariable,
@@ -34,6 +33,7 @@ from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
 
 from launch import LaunchDescription
+from meld_ros.launch_helpers import config_file, declare, meld_node
 
 ARGUMENTS = [
     ("robot_name", "wx200", "namespace arm_node and the adapter use (as xs_sdk's robot_name)"),
@@ -45,7 +45,7 @@ ARGUMENTS = [
     ("headless", "false", "run the gz server only, with headless rendering for the cameras"),
     (
         "world",
-        PathJoinSubstitution([FindPackageShare("meld_ros"), "config", "gz_world.sdf"]),
+        config_file("gz_world.sdf"),
         "SDF world (must load the Sensors system for the cameras)",
     ),
 ]
@@ -53,9 +53,8 @@ ARGUMENTS = [
 
 def generate_launch_description() -> LaunchDescription:
     share = FindPackageShare("meld_ros")
-    config = PathJoinSubstitution([share, "config"])
     robot = LaunchConfiguration("robot_name")
-    controllers = PathJoinSubstitution([config, "gz_controllers.yaml"])
+    controllers = config_file("gz_controllers.yaml")
     description = ParameterValue(
         Command(
             [
@@ -115,26 +114,11 @@ def generate_launch_description() -> LaunchDescription:
         )
         for name in ("joint_state_broadcaster", "velocity_controller", "rig_controller")
     ]
-    adapter = Node(
-        package="meld_ros",
-        executable="gz_velocity_adapter_node",
-        name="gz_velocity_adapter",
-        output="screen",
-        parameters=[PathJoinSubstitution([config, "gz_velocity_adapter_node.yaml"]), {"robot_name": robot}],
-    )
-    arm = Node(
-        package="meld_ros",
-        executable="arm_node",
-        name="arm",
-        output="screen",
-        parameters=[PathJoinSubstitution([config, "arm_node.yaml"]), {"robot_name": robot}],
-    )
+    adapter = meld_node("gz_velocity_adapter_node", "gz_velocity_adapter", {"robot_name": robot})
+    arm = meld_node("arm_node", "arm", {"robot_name": robot})
     return LaunchDescription(
         [
-            *[
-                DeclareLaunchArgument(name, default_value=default, description=text)
-                for name, default, text in ARGUMENTS
-            ],
+            *declare(ARGUMENTS),
             SetEnvironmentVariable("GZ_SIM_RESOURCE_PATH", PathJoinSubstitution([share, ".."])),
             SetUseSimTime(True),
             gz,

@@ -11,23 +11,26 @@ deadman), reset_rig_node (lifecycle, autostart), optionally success_node, and ag
 mode. Try the same graph in simulation first: `ros2 launch meld_ros sim.launch.py`.
 """
 
-from launch.actions import DeclareLaunchArgument, EmitEvent, IncludeLaunchDescription, RegisterEventHandler
-from launch.conditions import IfCondition
-from launch.event_handlers import OnProcessExit
-from launch.events import Shutdown
-from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
-from launch_ros.actions import Node
-from launch_ros.parameter_descriptions import ParameterValue
-from launch_ros.substitutions import FindPackageShare
+from launch.substitutions import LaunchConfiguration
 
 from launch import LaunchDescription
+from meld_ros.launch_helpers import (
+    agent_node,
+    config_file,
+    declare,
+    meld_node,
+    robot_peripherals,
+    shutdown_when_done,
+    typed,
+    xs_sdk,
+)
 
 ARGUMENTS = [
     ("robot_model", "wx200", "Interbotix arm model (xsarm_control's robot_model), e.g. wx200 or wx250"),
     ("robot_name", "wx200", "xs_sdk namespace (xsarm_control's robot_name; normally = robot_model)"),
     (
         "mode_configs",
-        PathJoinSubstitution([FindPackageShare("meld_ros"), "config", "interbotix_modes.yaml"]),
+        config_file("interbotix_modes.yaml"),
         "xs_sdk mode config YAML (arm group in velocity mode, U2D2 port); default: ours",
     ),
     ("use_rviz", "false", "start RViz from xsarm_control"),
@@ -47,100 +50,29 @@ ARGUMENTS = [
 
 
 def generate_launch_description() -> LaunchDescription:
-    share = FindPackageShare("meld_ros")
-    config = PathJoinSubstitution([share, "config"])
     robot = LaunchConfiguration("robot_name")
-    xs_sdk = IncludeLaunchDescription(
-        PathJoinSubstitution(
-            [FindPackageShare("interbotix_xsarm_control"), "launch", "xsarm_control.launch.py"]
-        ),
-        launch_arguments={
-            "robot_model": LaunchConfiguration("robot_model"),
+    arm = meld_node("arm_node", "arm", {"robot_name": robot})
+    agent = agent_node(
+        {
+            "mode": "train",
             "robot_name": robot,
-            "use_rviz": LaunchConfiguration("use_rviz"),
-            "mode_configs": LaunchConfiguration("mode_configs"),
-        }.items(),
-    )
-    cameras = [
-        Node(
-            package="meld_ros",
-            executable="camera_node",
-            name=f"{role}_camera",
-            output="screen",
-            parameters=[
-                PathJoinSubstitution([config, "camera_node.yaml"]),
-                {"source": LaunchConfiguration(f"{role}_camera")},
-            ],
-        )
-        for role in ("scene", "wrist")
-    ]
-    arm = Node(
-        package="meld_ros",
-        executable="arm_node",
-        name="arm",
-        output="screen",
-        parameters=[PathJoinSubstitution([config, "arm_node.yaml"]), {"robot_name": robot}],
-    )
-    rig = Node(
-        package="meld_ros",
-        executable="reset_rig_node",
-        name="reset_rig",
-        output="screen",
-        parameters=[
-            PathJoinSubstitution([config, "reset_rig_node.yaml"]),
-            {"port": LaunchConfiguration("rig_port")},
-        ],
-    )
-    success = Node(
-        package="meld_ros",
-        executable="success_node",
-        name="success",
-        output="screen",
-        condition=IfCondition(LaunchConfiguration("use_success")),
-        parameters=[
-            PathJoinSubstitution([config, "success_node.yaml"]),
-            {"interface": LaunchConfiguration("success_interface")},
-        ],
-    )
-    agent = Node(
-        package="meld_ros",
-        executable="agent_node",
-        name="agent",
-        output="screen",
-        sigterm_timeout="30",
-        sigkill_timeout="30",  # let the running episode finish and checkpoint
-        parameters=[
-            PathJoinSubstitution([config, "agent_node.yaml"]),
-            {
-                "mode": "train",
-                "robot_name": robot,
-                "run_dir": LaunchConfiguration("run_dir"),
-                "resume": ParameterValue(LaunchConfiguration("resume"), value_type=bool),
-                "preset": LaunchConfiguration("preset"),
-                "stage": LaunchConfiguration("stage"),
-                "offline_run": ParameterValue(LaunchConfiguration("offline_run"), value_type=str),
-                "iterations": ParameterValue(LaunchConfiguration("iterations"), value_type=int),
-                "device": LaunchConfiguration("device"),
-                "io.use_success_topic": ParameterValue(LaunchConfiguration("use_success"), value_type=bool),
-            },
-        ],
+            "run_dir": LaunchConfiguration("run_dir"),
+            "resume": typed("resume", bool),
+            "preset": LaunchConfiguration("preset"),
+            "stage": LaunchConfiguration("stage"),
+            "offline_run": typed("offline_run", str),
+            "iterations": typed("iterations", int),
+            "device": LaunchConfiguration("device"),
+            "io.use_success_topic": typed("use_success", bool),
+        }
     )
     return LaunchDescription(
         [
-            *[
-                DeclareLaunchArgument(name, default_value=default, description=text)
-                for name, default, text in ARGUMENTS
-            ],
-            xs_sdk,
-            *cameras,
+            *declare(ARGUMENTS),
+            xs_sdk(robot, LaunchConfiguration("use_rviz")),
+            *robot_peripherals(),
             arm,
-            rig,
-            success,
             agent,
-            RegisterEventHandler(
-                OnProcessExit(
-                    target_action=agent, on_exit=[EmitEvent(event=Shutdown(reason="agent_node finished"))]
-                )
-            ),
+            shutdown_when_done(agent, "agent_node finished"),
         ]
     )

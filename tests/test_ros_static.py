@@ -63,22 +63,79 @@ def test_every_listed_node_exists_and_has_main():
         )
 
 
-def launch_nodes(path: Path) -> list[tuple[str, str]]:
-    """(package, executable) of every Node(...) call with literal arguments in a launch file."""
+HELPERS = ROOT / "meld_ros" / "launch_helpers.py"
+
+
+def _literal(node: ast.AST, what: str, where: str) -> str:
+    assert isinstance(node, ast.Constant) and isinstance(node.value, str), (
+        f"{where}: {what} must be a literal so this check can see it"
+    )
+    return node.value
+
+
+def _direct_starts(tree: ast.AST, where: str) -> list[tuple[str, str]]:
+    """(package, executable) of Node(...) and meld_node("<executable>", ...) calls under `tree`."""
     found = []
-    tree = ast.parse(path.read_text())
     for call in ast.walk(tree):
-        if (
-            isinstance(call, ast.Call)
-            and getattr(call.func, "id", getattr(call.func, "attr", None)) == "Node"
-        ):
+        if not isinstance(call, ast.Call):
+            continue
+        name = getattr(call.func, "id", getattr(call.func, "attr", None))
+        if name == "Node":
             kw = {k.arg: k.value for k in call.keywords}
-            assert "package" in kw and "executable" in kw, f"{path.name}: Node() without package/executable"
-            assert isinstance(kw["package"], ast.Constant) and isinstance(kw["executable"], ast.Constant), (
-                f"{path.name}: package and executable must be literals so this check can see them"
+            if "executable" in kw and isinstance(kw["executable"], ast.Name):
+                continue  # the helper's own generic Node(package="meld_ros", executable=executable)
+            assert "package" in kw and "executable" in kw, f"{where}: Node() without package/executable"
+            found.append(
+                (_literal(kw["package"], "package", where), _literal(kw["executable"], "executable", where))
             )
-            found.append((kw["package"].value, kw["executable"].value))
+        elif name == "meld_node":
+            assert call.args, f"{where}: meld_node() without an executable"
+            found.append(("meld_ros", _literal(call.args[0], "meld_node's executable", where)))
     return found
+
+
+def helper_starts() -> dict[str, list[tuple[str, str]]]:
+    """For each function of meld_ros/launch_helpers.py, the executables it starts itself."""
+    tree = ast.parse(HELPERS.read_text())
+    starts = {
+        f.name: _direct_starts(f, f"launch_helpers.{f.name}")
+        for f in tree.body
+        if isinstance(f, ast.FunctionDef)
+    }
+    return starts
+
+
+def launch_nodes(path: Path) -> list[tuple[str, str]]:
+    """(package, executable) of every node a launch file starts: its own Node(...)/meld_node(...)
+    calls and those of the launch_helpers functions it calls."""
+    tree = ast.parse(path.read_text())
+    found = _direct_starts(tree, path.name)
+    helpers = helper_starts()
+    for call in ast.walk(tree):
+        if isinstance(call, ast.Call) and getattr(call.func, "id", "meld_node") in set(helpers) - {
+            "meld_node"
+        }:
+            found.extend(helpers[call.func.id])
+    return found
+
+
+def test_helpers_start_what_they_say():
+    starts = helper_starts()
+    assert set(starts["robot_peripherals"]) == {
+        ("meld_ros", "camera_node"),
+        ("meld_ros", "reset_rig_node"),
+        ("meld_ros", "success_node"),
+    }
+    assert starts["agent_node"] == [("meld_ros", "agent_node")]
+
+
+@pytest.mark.parametrize("path", LAUNCH_FILES, ids=lambda p: p.name)
+def test_every_started_meld_node_has_its_config_yaml(path):
+    for package, executable in launch_nodes(path):
+        if package == "meld_ros":
+            assert (ROOT / "config" / f"{executable}.yaml").exists(), (
+                f"{path.name}: no config/{executable}.yaml"
+            )
 
 
 @pytest.mark.parametrize("path", LAUNCH_FILES, ids=lambda p: p.name)
@@ -115,13 +172,18 @@ def test_every_launch_argument_has_a_description(path):
         assert (
             isinstance(description, (ast.Constant, ast.JoinedStr)) and len(ast.unparse(description)) > 12
         ), f"{path.name}: argument {ast.unparse(name)} needs a description"
-    assert "DeclareLaunchArgument(name, default_value=default, description=text)" in path.read_text()
+    assert "*declare(ARGUMENTS)" in path.read_text(), f"{path.name}: declare every ARGUMENTS row"
 
 
 def test_the_check_sees_an_uninstalled_executable(tmp_path):
     bad = tmp_path / "bad.launch.py"
-    bad.write_text('from launch_ros.actions import Node\nNode(package="meld_ros", executable="ghost_node")\n')
-    assert ("meld_ros", "ghost_node") in launch_nodes(bad)
+    bad.write_text(
+        'from launch_ros.actions import Node\nNode(package="meld_ros", executable="ghost_node")\n'
+        'meld_node("phantom_node", "phantom")\nrobot_peripherals()\n'
+    )
+    assert {("meld_ros", "ghost_node"), ("meld_ros", "phantom_node"), ("meld_ros", "camera_node")} <= set(
+        launch_nodes(bad)
+    )
     assert "ghost_node" not in installed_console_scripts()
 
 
