@@ -9,7 +9,9 @@ variants fit 2 cores) for a wall-clock budget, evaluating on the 10 held-out goa
 - `meld_sparse`: the posterior sees only the sparse reward (decoder and critic: dense), so the
   test-time signal is sparse -- the issue's target;
 - `meld_dense`:  the posterior sees the dense reward (stage 1 of the sparse recipe);
-- `baseline`:    reward_input "none" (SLAC-like: the belief cannot know the goal).
+- `baseline`:    reward_input "none" (SLAC-like: the belief cannot know the goal);
+- `meld_two_stage`: stage 2 of the sparse recipe: like `meld_sparse`, plus whole episodes of a
+  stage-1 run (`--offline-run`, e.g. an earlier bench's `meld_dense`) mixed into its batches.
 
 Afterwards every variant's last checkpoint is meta-tested on all held-out goals for `--rounds`
 rounds; the learning curve (success of episode position 1 vs env steps) is written to
@@ -31,6 +33,7 @@ VARIANTS = {
     "meld_sparse": ("sparse", "dense"),
     "meld_dense": ("dense", "dense"),
     "baseline": ("none", "dense"),
+    "meld_two_stage": ("sparse", "dense"),
 }
 
 
@@ -47,9 +50,11 @@ def train_variant(name: str, out: str, minutes: float, eval_every: int, seed: in
              if k in ("model_train_ratio", "ac_train_ratio") and v is not None}
     cfg = preset_config("point_nav", "small", seed=seed, num_iterations=100_000, eval_interval=eval_every,
                         checkpoint_interval=eval_every, video_trials=1, **train)
-    if overrides.get("initial_alpha") is not None:
-        sac = dataclasses.replace(cfg.sac, initial_alpha=overrides["initial_alpha"])
-        cfg = dataclasses.replace(cfg, sac=sac)
+    for key in ("initial_alpha", "gamma"):
+        if overrides.get(key) is not None:
+            cfg = dataclasses.replace(cfg, sac=dataclasses.replace(cfg.sac, **{key: overrides[key]}))
+    if name == "meld_two_stage":
+        cfg = dataclasses.replace(cfg, offline_run=overrides["offline_run"])
     model = dataclasses.replace(cfg.model, reward_input=reward_input, reward_target=reward_target)
     env_config = dict(cfg.env_config)
     if image_size != env_config["image_size"]:
@@ -81,11 +86,13 @@ def main() -> int:
     ap.add_argument("--variants", default="meld_sparse,baseline", help=f"comma list of {sorted(VARIANTS)}")
     ap.add_argument("--eval-every", type=int, default=10, help="iterations between evaluations")
     ap.add_argument("--rounds", type=int, default=3, help="final meta-test rounds over the 10 held-out goals")
-    ap.add_argument("--image-size", type=int, default=64)
+    ap.add_argument("--image-size", type=int, default=32)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--model-ratio", type=float, help="override the preset's model_train_ratio")
     ap.add_argument("--ac-ratio", type=float, help="override the preset's ac_train_ratio")
     ap.add_argument("--initial-alpha", type=float, help="override the SAC initial temperature")
+    ap.add_argument("--gamma", type=float, help="override the SAC discount")
+    ap.add_argument("--offline-run", help="meld_two_stage: the stage-1 run whose episodes are offline data")
     args = ap.parse_args()
     import logging
 
@@ -96,6 +103,10 @@ def main() -> int:
     if unknown:
         print(f"unknown variants {unknown}; choose from {sorted(VARIANTS)}", file=sys.stderr)
         return 2
+    offline_ok = bool(args.offline_run) and (Path(args.offline_run or ".") / "episodes").is_dir()
+    if "meld_two_stage" in names and not offline_ok:
+        print("meld_two_stage needs --offline-run DIR (a stage-1 run with episodes/)", file=sys.stderr)
+        return 2
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     load_before = os.getloadavg()
@@ -104,7 +115,8 @@ def main() -> int:
     procs = [ctx.Process(target=train_variant, name=n,
                          args=(n, str(out), args.minutes, args.eval_every, args.seed, args.image_size,
                                {"model_train_ratio": args.model_ratio, "ac_train_ratio": args.ac_ratio,
-                                "initial_alpha": args.initial_alpha}))
+                                "initial_alpha": args.initial_alpha, "gamma": args.gamma,
+                                "offline_run": args.offline_run}))
              for n in names]
     for p in procs:
         p.start()
@@ -140,7 +152,8 @@ def main() -> int:
             "cpu_count": os.cpu_count(), "loadavg_before": [round(x, 2) for x in load_before],
             "loadavg_after": [round(x, 2) for x in load_after], "image_size": args.image_size,
             "overrides": {"model_ratio": args.model_ratio, "ac_ratio": args.ac_ratio,
-                          "initial_alpha": args.initial_alpha},
+                          "initial_alpha": args.initial_alpha, "gamma": args.gamma,
+                          "offline_run": args.offline_run},
             "variants": figures, "plot": str(plot)}
     print(json.dumps(line))
     return 0

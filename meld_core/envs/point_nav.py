@@ -44,6 +44,10 @@ class PointNavConfig:
     max_step: float = 0.25  # distance moved per step for an action of norm 1 (per axis, clipped)
     world_half_width: float = 1.25  # the image shows [-w, w] x [-w + 0.5, w + 0.5] (semicircle centred)
     show_arc: bool = True  # draw the semicircle of possible goals (the goal itself is never drawn)
+    # Radius of the robot's disc in a 64x64 image (scaled with image_size). A large disc is learned
+    # far sooner: at 32x32, a linear probe read the position from the belief with R^2 0.90 after 250
+    # model steps with 7 px, against 0.0-0.3 with 3.5 px.
+    robot_radius_px: float = 7.0
     task_seed: int = 0  # goal angles are drawn from this seed (train) and task_seed + 1 (held-out)
     video_size: int = 192  # render_frame() size in pixels (goal and path visible)
     control_hz: float = 3.3  # nominal control rate; only used for video frame rates
@@ -56,7 +60,7 @@ class PointNavConfig:
         if self.num_train_tasks < 1 or self.num_eval_tasks < 1:
             raise ValueError("PointNavConfig needs at least one train and one eval task")
         for name in ("goal_radius", "sparse_radius", "success_radius", "max_step", "world_half_width",
-                     "control_hz"):
+                     "control_hz", "robot_radius_px"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"PointNavConfig.{name} must be > 0, got {getattr(self, name)}")
         if self.world_half_width < self.goal_radius:
@@ -188,7 +192,7 @@ class PointNavEnv:
             ring = np.abs(np.hypot(cols - goal_px[0], rows - goal_px[1]) - r_px) < 1.0
             img[ring] = _GOAL
             img[self._disc(size, goal_px, 1.5 * scale)] = _GOAL
-        img[self._disc(size, self._to_pixels(self._pos, size), 3.5 * scale)] = _ROBOT
+        img[self._disc(size, self._to_pixels(self._pos, size), self.config.robot_radius_px * scale)] = _ROBOT
         return img
 
     def render_frame(self) -> np.ndarray:
