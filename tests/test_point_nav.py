@@ -71,6 +71,19 @@ def test_image_shows_the_robot_moving():
     assert not np.array_equal(first, moved)
 
 
+def robot_pixels(image: np.ndarray) -> int:
+    return int(np.all(image == np.array([255, 200, 40], dtype=np.uint8), axis=-1).sum())
+
+
+def test_robot_disc_size_scales_with_its_radius_and_the_image():
+    small = robot_pixels(PointNavEnv(PointNavConfig(image_size=32, robot_radius_px=3.5)).reset().image)
+    large = robot_pixels(PointNavEnv(PointNavConfig(image_size=32, robot_radius_px=7.0)).reset().image)
+    at64 = robot_pixels(PointNavEnv(PointNavConfig(image_size=64, robot_radius_px=7.0)).reset().image)
+    assert 3 * small <= large  # twice the radius: about four times the area
+    assert 3 * large <= at64  # the radius is given at 64x64 and scales with the image
+    assert large >= 25  # the default disc is well visible at 32x32 (the small preset's size)
+
+
 def test_actions_are_clipped_and_non_finite_actions_ignored():
     env = PointNavEnv(PointNavConfig(max_step=0.25))
     env.reset()
@@ -85,6 +98,8 @@ def test_config_validation():
         PointNavConfig(image_size=8)
     with pytest.raises(ValueError):
         PointNavConfig(sparse_radius=0)
+    with pytest.raises(ValueError):
+        PointNavConfig(robot_radius_px=0)
 
 
 def test_registry():
