@@ -50,7 +50,7 @@ def train_variant(name: str, out: str, minutes: float, eval_every: int, seed: in
              if k in ("model_train_ratio", "ac_train_ratio") and v is not None}
     cfg = preset_config("point_nav", "small", seed=seed, num_iterations=100_000, eval_interval=eval_every,
                         checkpoint_interval=eval_every, video_trials=1, **train)
-    for key in ("initial_alpha", "gamma"):
+    for key in ("initial_alpha", "gamma", "td_reward"):
         if overrides.get(key) is not None:
             cfg = dataclasses.replace(cfg, sac=dataclasses.replace(cfg.sac, **{key: overrides[key]}))
     if name == "meld_two_stage":
@@ -92,6 +92,7 @@ def main() -> int:
     ap.add_argument("--ac-ratio", type=float, help="override the preset's ac_train_ratio")
     ap.add_argument("--initial-alpha", type=float, help="override the SAC initial temperature")
     ap.add_argument("--gamma", type=float, help="override the SAC discount")
+    ap.add_argument("--td-reward", choices=("current", "next"), help="override the critic's reward frame")
     ap.add_argument("--offline-run", help="meld_two_stage: the stage-1 run whose episodes are offline data")
     args = ap.parse_args()
     import logging
@@ -116,7 +117,7 @@ def main() -> int:
                          args=(n, str(out), args.minutes, args.eval_every, args.seed, args.image_size,
                                {"model_train_ratio": args.model_ratio, "ac_train_ratio": args.ac_ratio,
                                 "initial_alpha": args.initial_alpha, "gamma": args.gamma,
-                                "offline_run": args.offline_run}))
+                                "td_reward": args.td_reward, "offline_run": args.offline_run}))
              for n in names]
     for p in procs:
         p.start()
@@ -153,7 +154,7 @@ def main() -> int:
             "loadavg_after": [round(x, 2) for x in load_after], "image_size": args.image_size,
             "overrides": {"model_ratio": args.model_ratio, "ac_ratio": args.ac_ratio,
                           "initial_alpha": args.initial_alpha, "gamma": args.gamma,
-                          "offline_run": args.offline_run},
+                          "td_reward": args.td_reward, "offline_run": args.offline_run},
             "variants": figures, "plot": str(plot)}
     print(json.dumps(line))
     return 0
