@@ -104,7 +104,7 @@ def main() -> int:
     if unknown:
         print(f"unknown variants {unknown}; choose from {sorted(VARIANTS)}", file=sys.stderr)
         return 2
-    offline_ok = bool(args.offline_run) and (Path(args.offline_run or ".") / "episodes").is_dir()
+    offline_ok = args.offline_run is not None and (Path(args.offline_run) / "episodes").is_dir()
     if "meld_two_stage" in names and not offline_ok:
         print("meld_two_stage needs --offline-run DIR (a stage-1 run with episodes/)", file=sys.stderr)
         return 2

@@ -68,7 +68,10 @@ def agent_node(overrides: dict[str, Any], **kwargs: Any) -> Node:
 
 
 def xs_sdk(robot_name: Any, use_rviz: Any) -> IncludeLaunchDescription:
-    """interbotix_xsarm_control's xsarm_control.launch.py with our mode config argument."""
+    """interbotix_xsarm_control's xsarm_control.launch.py for `robot_name`.
+
+    Reads the launch arguments robot_model and mode_configs (our velocity-mode YAML by default).
+    """
     return IncludeLaunchDescription(
         PathJoinSubstitution(
             [FindPackageShare("interbotix_xsarm_control"), "launch", "xsarm_control.launch.py"]

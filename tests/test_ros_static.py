@@ -82,8 +82,6 @@ def _direct_starts(tree: ast.AST, where: str) -> list[tuple[str, str]]:
         name = getattr(call.func, "id", getattr(call.func, "attr", None))
         if name == "Node":
             kw = {k.arg: k.value for k in call.keywords}
-            if "executable" in kw and isinstance(kw["executable"], ast.Name):
-                continue  # the helper's own generic Node(package="meld_ros", executable=executable)
             assert "package" in kw and "executable" in kw, f"{where}: Node() without package/executable"
             found.append(
                 (_literal(kw["package"], "package", where), _literal(kw["executable"], "executable", where))
@@ -95,14 +93,14 @@ def _direct_starts(tree: ast.AST, where: str) -> list[tuple[str, str]]:
 
 
 def helper_starts() -> dict[str, list[tuple[str, str]]]:
-    """For each function of meld_ros/launch_helpers.py, the executables it starts itself."""
+    """For each function of meld_ros/launch_helpers.py, the executables it starts itself. meld_node
+    is left out: it starts whatever executable its caller names, and its callers are read instead."""
     tree = ast.parse(HELPERS.read_text())
-    starts = {
+    return {
         f.name: _direct_starts(f, f"launch_helpers.{f.name}")
         for f in tree.body
-        if isinstance(f, ast.FunctionDef)
+        if isinstance(f, ast.FunctionDef) and f.name != "meld_node"
     }
-    return starts
 
 
 def launch_nodes(path: Path) -> list[tuple[str, str]]:
@@ -112,9 +110,7 @@ def launch_nodes(path: Path) -> list[tuple[str, str]]:
     found = _direct_starts(tree, path.name)
     helpers = helper_starts()
     for call in ast.walk(tree):
-        if isinstance(call, ast.Call) and getattr(call.func, "id", "meld_node") in set(helpers) - {
-            "meld_node"
-        }:
+        if isinstance(call, ast.Call) and getattr(call.func, "id", None) in helpers:
             found.extend(helpers[call.func.id])
     return found
 
@@ -185,6 +181,13 @@ def test_the_check_sees_an_uninstalled_executable(tmp_path):
         launch_nodes(bad)
     )
     assert "ghost_node" not in installed_console_scripts()
+
+
+def test_the_check_rejects_an_executable_it_cannot_read(tmp_path):
+    bad = tmp_path / "bad.launch.py"
+    bad.write_text('exe = "arm_node"\nNode(package="meld_ros", executable=exe)\n')
+    with pytest.raises(AssertionError, match="must be a literal"):
+        launch_nodes(bad)
 
 
 def test_data_files_install_launch_and_config():
