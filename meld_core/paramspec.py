@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-# Kinds map one to one onto rclpy Parameter.Type values (see meld_ros/params.py).
+# Kinds map one to one onto rclpy Parameter.Type values (see meld_ros/common.py).
 SCALAR_KINDS = {"bool": bool, "int": int, "float": float, "str": str}
 ARRAY_KINDS = {"bool_array": bool, "int_array": int, "float_array": float, "str_array": str}
 
