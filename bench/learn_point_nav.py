@@ -55,7 +55,12 @@ def train_variant(name: str, out: str, minutes: float, eval_every: int, seed: in
             cfg = dataclasses.replace(cfg, sac=dataclasses.replace(cfg.sac, **{key: overrides[key]}))
     if name == "meld_two_stage":
         cfg = dataclasses.replace(cfg, offline_run=overrides["offline_run"])
+    if overrides.get("offline_ratio") is not None:
+        replay = dataclasses.replace(cfg.replay, offline_ratio=overrides["offline_ratio"])
+        cfg = dataclasses.replace(cfg, replay=replay)
     model = dataclasses.replace(cfg.model, reward_input=reward_input, reward_target=reward_target)
+    if overrides.get("z2_transition") is not None:
+        model = dataclasses.replace(model, z2_transition=overrides["z2_transition"])
     env_config = dict(cfg.env_config)
     if image_size != env_config["image_size"]:
         env_config["image_size"] = image_size
@@ -93,6 +98,8 @@ def main() -> int:
     ap.add_argument("--initial-alpha", type=float, help="override the SAC initial temperature")
     ap.add_argument("--gamma", type=float, help="override the SAC discount")
     ap.add_argument("--td-reward", choices=("current", "next"), help="override the critic's reward frame")
+    ap.add_argument("--z2-transition", choices=("stochastic", "gru"), help="override the z2 transition")
+    ap.add_argument("--offline-ratio", type=float, help="meld_two_stage: whole-episode swap rate")
     ap.add_argument("--offline-run", help="meld_two_stage: the stage-1 run whose episodes are offline data")
     args = ap.parse_args()
     import logging
@@ -117,7 +124,8 @@ def main() -> int:
                          args=(n, str(out), args.minutes, args.eval_every, args.seed, args.image_size,
                                {"model_train_ratio": args.model_ratio, "ac_train_ratio": args.ac_ratio,
                                 "initial_alpha": args.initial_alpha, "gamma": args.gamma,
-                                "td_reward": args.td_reward, "offline_run": args.offline_run}))
+                                "td_reward": args.td_reward, "offline_run": args.offline_run,
+                                "z2_transition": args.z2_transition, "offline_ratio": args.offline_ratio}))
              for n in names]
     for p in procs:
         p.start()
@@ -154,7 +162,8 @@ def main() -> int:
             "loadavg_after": [round(x, 2) for x in load_after], "image_size": args.image_size,
             "overrides": {"model_ratio": args.model_ratio, "ac_ratio": args.ac_ratio,
                           "initial_alpha": args.initial_alpha, "gamma": args.gamma,
-                          "td_reward": args.td_reward, "offline_run": args.offline_run},
+                          "td_reward": args.td_reward, "offline_run": args.offline_run,
+                          "z2_transition": args.z2_transition, "offline_ratio": args.offline_ratio},
             "variants": figures, "plot": str(plot)}
     print(json.dumps(line))
     return 0

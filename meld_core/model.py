@@ -10,6 +10,10 @@ Faithful to the reference (shared/reference/meld-reference-implementation.md, se
   networks; every later frame (the reset frame of a later episode included) uses the step networks,
   conditioned on the previous frame's z2 *sample* and the previous frame's action (for a reset
   frame that is the previous episode's boundary action, which the environment ignored).
+- Optional departure (`ModelConfig.z2_transition="gru"`): z2 becomes a deterministic recurrent
+  state, z2_0 = tanh(mean of the first-step net) and z2_t = GRUCell([z1_t, a_{t-1}], z2_{t-1});
+  its "std" is reported as zeros. Everything else (z1 prior/posterior on z2_{t-1}, KL, decoders)
+  is unchanged. A deterministic path lets the belief hold what an earlier episode revealed.
 - ELBO = mean_t log p(x_t | z_t) - mean_t KL_t + w * mean_t log p(r_t | z_t); the loss is the
   batch mean of -ELBO.
 
@@ -188,8 +192,12 @@ class LatentModel(nn.Module):
         self.z2_first = GaussianMLP(z1, h, z2, slope, off)
         self.z1_prior = GaussianMLP(z2 + a, h, z1, slope, off)
         self.z1_posterior = GaussianMLP(feat + z2 + a, h, z1, slope, off)
-        # q(z2_t | z1_t, z2_{t-1}, a_{t-1}) = p(z2_t | ...): one network.
-        self.z2_step = GaussianMLP(z1 + z2 + a, h, z2, slope, off)
+        self.gru = cfg.z2_transition == "gru"
+        if self.gru:
+            self.z2_step = nn.GRUCell(z1 + a, z2)
+        else:
+            # q(z2_t | z1_t, z2_{t-1}, a_{t-1}) = p(z2_t | ...): one network.
+            self.z2_step = GaussianMLP(z1 + z2 + a, h, z2, slope, off)
         learned_std = cfg.reward_decoder_std is None
         self.reward_decoder = MLP(z1 + z2, h, 2 if learned_std else 1, slope)
         _init_tf_style(self)
@@ -222,6 +230,8 @@ class LatentModel(nn.Module):
         """Column blocks of the step networks' first layers that multiply the recurrent inputs."""
         f, z1, z2 = self.feature_size, self.cfg.latent1_size, self.cfg.latent2_size
         w1 = self.z1_posterior.net[0].weight  # (H, F + z2 + A) on [features_t, z2_{t-1}, a_{t-1}]
+        if self.gru:  # the GRU cell takes its inputs whole
+            return w1[:, f:f + z2], w1[:, :0], w1[:, :0]
         w2 = self.z2_step.net[0].weight  # (H, z1 + z2 + A) on [z1_t, z2_{t-1}, a_{t-1}]
         return w1[:, f:f + z2], w2[:, :z1], w2[:, z1:z1 + z2]
 
@@ -233,8 +243,11 @@ class LatentModel(nn.Module):
         the networks applied to the concatenated inputs, far fewer small ops per step).
         """
         f, z1, z2 = self.feature_size, self.cfg.latent1_size, self.cfg.latent2_size
-        l1, l2 = self.z1_posterior.net[0], self.z2_step.net[0]
+        l1 = self.z1_posterior.net[0]
         pre1 = F.linear(features, l1.weight[:, :f], l1.bias) + F.linear(prev_actions, l1.weight[:, f + z2:])
+        if self.gru:  # the GRU's step input needs z1_t; pass the action through
+            return pre1, prev_actions
+        l2 = self.z2_step.net[0]
         pre2 = F.linear(prev_actions, l2.weight[:, z1 + z2:], l2.bias)
         return pre1, pre2
 
@@ -242,6 +255,9 @@ class LatentModel(nn.Module):
         m1, s1 = self.z1_first_posterior(features)
         z1 = m1 + s1 * e1
         m2, s2 = self.z2_first(z1)
+        if self.gru:
+            m2 = torch.tanh(m2)
+            return FilterState(z1, m2, m1, s1, m2, torch.zeros_like(m2))
         return FilterState(z1, m2 + s2 * e2, m1, s1, m2, s2)
 
     def _next_step(self, pre1: Tensor, pre2: Tensor, prev_z2: Tensor, weights: tuple[Tensor, Tensor, Tensor],
@@ -249,6 +265,9 @@ class LatentModel(nn.Module):
         w1_z2, w2_z1, w2_z2 = weights
         m1, s1 = self.z1_posterior.from_first_layer(pre1 + F.linear(prev_z2, w1_z2))
         z1 = m1 + s1 * e1
+        if self.gru:  # pre2 is a_{t-1} here
+            z2 = self.z2_step(torch.cat([z1, pre2], dim=-1), prev_z2)
+            return FilterState(z1, z2, m1, s1, z2, torch.zeros_like(z2))
         m2, s2 = self.z2_step.from_first_layer(pre2 + F.linear(z1, w2_z1) + F.linear(prev_z2, w2_z2))
         return FilterState(z1, m2 + s2 * e2, m1, s1, m2, s2)
 

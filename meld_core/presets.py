@@ -56,14 +56,16 @@ def _point_nav(preset: str) -> RunConfig:
         # env step buys 0.5 model and 1 actor-critic step, and a low initial temperature because the
         # dense reward per step is small (~-1) next to the entropy bonus at alpha=1. Discount 0.9 as
         # PEARL's point robot: with 0.99 the critics were still far from their fixed point after
-        # 3600 steps (Q -7.5 of about -50) and the policy improved slowly.
+        # 3600 steps (Q -7.5 of about -50) and the policy improved slowly. z2 is a deterministic GRU
+        # state (ModelConfig.z2_transition): with the reference's stochastic z2 the belief forgot in
+        # episode 2 the goal that episode 1's sparse reward had revealed.
         T, E, n_train, size = 20, 2, 20, 32
         return RunConfig(
             env="point_nav",
             env_config={"image_size": size, "episode_length": T, "num_train_tasks": n_train,
                         "num_eval_tasks": 10},
             model=ModelConfig(image_shape=(size, size, 3), latent1_size=32, latent2_size=16, base_depth=8,
-                              hidden_size=128, reward_tile=16, lr=1e-3),
+                              hidden_size=128, reward_tile=16, lr=1e-3, z2_transition="gru"),
             sac=SACConfig(actor_hidden=(256, 256), critic_hidden=(256, 256), batch_size=256,
                           initial_alpha=0.1, gamma=0.9),
             replay=ReplayConfig(num_tasks_per_train=10, model_batch_frames=4 * (T + 1) * E),

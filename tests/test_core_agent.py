@@ -40,10 +40,11 @@ def filled_store(rng, tasks=3, per_task=3, steps=5):
     return store
 
 
-@pytest.mark.parametrize("reward_input", ["dense", "sparse", "none"])
-def test_online_filter_matches_the_batched_filter_across_an_episode_boundary(reward_input):
+@pytest.mark.parametrize("reward_input,z2_transition", [("dense", "stochastic"), ("sparse", "stochastic"),
+                                                          ("none", "stochastic"), ("sparse", "gru")])
+def test_online_filter_matches_the_batched_filter_across_an_episode_boundary(reward_input, z2_transition):
     rng = np.random.default_rng(0)
-    agent = make_agent(reward_input=reward_input)
+    agent = make_agent(reward_input=reward_input, z2_transition=z2_transition)
     batch = trial(rng, episodes=2, steps=4)  # 10 frames, the second episode starts at frame 5
     tb = batch.to_torch()
     length = batch.trial_length

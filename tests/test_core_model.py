@@ -117,6 +117,39 @@ def test_filter_equals_the_networks_on_concatenated_inputs():
         torch.testing.assert_close(out.z2_std[:, -1], s2, rtol=1e-5, atol=1e-5)
 
 
+def test_gru_z2_is_a_deterministic_recurrent_state():
+    """z2_transition="gru": z2_t = GRUCell([z1_t, a_{t-1}], z2_{t-1}), no z2 noise, std reported 0."""
+    torch.manual_seed(2)
+    model = LatentModel(tiny_model_config(z2_transition="gru"), action_dim=3)
+    assert isinstance(model.z2_step, torch.nn.GRUCell)
+    b, length = 2, 6
+    feats, actions = torch.randn(b, length, model.feature_size), torch.randn(b, length, 3)
+    e1 = torch.randn(b, length, 8)
+    out = model.filter(feats, actions, (e1, torch.randn(b, length, 4)))
+    other_z2_noise = model.filter(feats, actions, (e1, 100 * torch.randn(b, length, 4)))
+    torch.testing.assert_close(out.z2, other_z2_noise.z2)
+    assert (out.z2_std == 0).all() and torch.equal(out.z2, out.z2_mean)
+    with torch.no_grad():
+        m1, s1 = model.z1_first_posterior(feats[:, 0])
+        z1 = m1 + s1 * e1[:, 0]
+        z2 = torch.tanh(model.z2_first(z1)[0])
+        for t in range(1, length):
+            m1, s1 = model.z1_posterior(torch.cat([feats[:, t], z2, actions[:, t - 1]], -1))
+            z1 = m1 + s1 * e1[:, t]
+            z2 = model.z2_step(torch.cat([z1, actions[:, t - 1]], -1), z2)
+        torch.testing.assert_close(out.z2[:, -1], z2, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(out.z1_mean[:, -1], m1, rtol=1e-5, atol=1e-5)
+    loss, _ = model.elbo(torch.randint(0, 255, (b, length, 32, 32, 3), dtype=torch.uint8), actions,
+                         torch.randn(b, length), torch.randn(b, length))
+    loss.backward()
+    assert model.z2_step.weight_hh.grad is not None and model.z2_step.weight_hh.grad.abs().sum() > 0
+
+
+def test_unknown_z2_transition_is_rejected():
+    with pytest.raises(ValueError, match="z2_transition"):
+        tiny_model_config(z2_transition="lstm")
+
+
 def _structured_trials(rng, b, length, size):
     """A bright square moving with the (recorded) actions: learnable, unlike pixel noise."""
     images = np.zeros((b, length, size, size, 3), np.uint8)
