@@ -154,9 +154,23 @@ def evaluate(
     return result
 
 
+def trial_overview(env: TaskEnv, result: EvalResult) -> np.ndarray | None:
+    """The env's one-picture summary of the evaluated trials (`env.trial_overview`), if it has one."""
+    draw = getattr(env, "trial_overview", None)
+    if draw is None or not result.trials:
+        return None
+    try:
+        return draw(result.trials)
+    except Exception as exc:  # a drawing bug must not lose the evaluation itself
+        logger.warning("could not draw the trial overview: %s", exc)
+        return None
+
+
 def write_eval_artefacts(result: EvalResult, out_dir: Path, *, fps: float, episode_length: int,
-                         extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    """summary.json, success.md, an MP4 and a reward-prediction plot per recorded trial."""
+                         extra: dict[str, Any] | None = None,
+                         overview: np.ndarray | None = None) -> dict[str, Any]:
+    """summary.json, success.md, an MP4 and a reward-prediction plot per recorded trial, and
+    `overview.png` (an RGB image from `trial_overview`) when given."""
     from meld_core.media import annotate, plot_reward_prediction, write_mp4
     from meld_core.rundir import atomic_write_text
 
@@ -190,6 +204,15 @@ def write_eval_artefacts(result: EvalResult, out_dir: Path, *, fps: float, episo
                 cat("dense_rewards"), cat("sparse_rewards"), episode_length, title).relative_to(out_dir)))
     summary["videos"] = videos
     summary["plots"] = plots
+    if overview is not None:
+        import cv2
+
+        tmp = out_dir / "overview.tmp.png"
+        if cv2.imwrite(str(tmp), np.ascontiguousarray(overview[..., ::-1])):
+            tmp.replace(out_dir / "overview.png")
+            summary["overview"] = "overview.png"
+        else:
+            logger.warning("could not write %s", out_dir / "overview.png")
     atomic_write_text(out_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
     atomic_write_text(out_dir / "success.md", result.table() + "\n")
     return summary

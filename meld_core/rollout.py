@@ -32,6 +32,7 @@ class EpisodeData:
     pred_mean: np.ndarray | None = None  # reward decoder mean per frame (None for random actions)
     pred_std: np.ndarray | None = None  # reward decoder std per frame
     video: list[np.ndarray] | None = None  # render_frame() per frame when recording
+    infos: list[dict[str, Any]] = field(default_factory=list)  # env info of every frame (overview plots)
 
     @property
     def success(self) -> bool:
@@ -108,6 +109,7 @@ def run_trial(
         pred_mean = np.zeros(T + 1, dtype=np.float32) if record_prediction else None
         pred_std = np.zeros(T + 1, dtype=np.float32) if record_prediction else None
         video: list[np.ndarray] | None = [] if record_video else None
+        infos: list[dict[str, Any]] = []
         obs = env.reset()
         for t in range(T + 1):
             if obs.image.shape != spec.image_shape:
@@ -117,6 +119,7 @@ def run_trial(
             dense[t] = 0.0 if t == 0 else obs.dense_reward
             sparse[t] = 0.0 if t == 0 else obs.sparse_reward
             success[t] = bool(obs.success) and t > 0
+            infos.append(dict(obs.info))
             if video is not None:
                 video.append(env.render_frame())
             if agent is None:
@@ -134,7 +137,7 @@ def run_trial(
                     on_step()
         episode = EpisodeData(images=images, actions=actions, dense_rewards=dense, sparse_rewards=sparse,
                               successes=success, position_in_trial=position, final_info=dict(obs.info),
-                              pred_mean=pred_mean, pred_std=pred_std, video=video)
+                              pred_mean=pred_mean, pred_std=pred_std, video=video, infos=infos)
         trial.episodes.append(episode)
         if on_episode is not None:
             on_episode(episode)

@@ -42,7 +42,7 @@ import numpy as np
 
 from meld_core.config import RunConfig, config_from_dict
 from meld_core.envs.base import EnvSpec, Task, TaskEnv
-from meld_core.evaluation import EvalResult, evaluate, write_eval_artefacts
+from meld_core.evaluation import EvalResult, evaluate, trial_overview, write_eval_artefacts
 from meld_core.metrics import MetricsLogger
 from meld_core.replay import Episode, ReplayStore
 from meld_core.rollout import EpisodeData, run_trial
@@ -493,9 +493,10 @@ class Trainer:
         self.last_eval = result
         self._log("eval", result.scalars())
         out = self.run_dir.eval_dir / f"step_{self.counters.env_steps:09d}"
+        overview = trial_overview(self.env, result)
         write_eval_artefacts(result, out, fps=self.env.spec.control_hz,
                              episode_length=self.env.spec.episode_length,
-                             extra={"counters": self.counters.as_dict()})
+                             extra={"counters": self.counters.as_dict()}, overview=overview)
         record = {"counters": self.counters.as_dict(), "success_per_position": result.success_per_position,
                   "reached_per_position": result.reached_per_position,
                   "dense_return_per_position": result.dense_return_per_position,
@@ -505,7 +506,8 @@ class Trainer:
         if final:
             write_eval_artefacts(result, self.run_dir.eval_dir, fps=self.env.spec.control_hz,
                                  episode_length=self.env.spec.episode_length,
-                                 extra={"counters": self.counters.as_dict(), "source": "end of training"})
+                                 extra={"counters": self.counters.as_dict(), "source": "end of training"},
+                                 overview=overview)
         logger.info("eval at %d env steps: success per episode position %s (at any frame: %s)",
                     self.counters.env_steps, [round(s, 2) for s in result.success_per_position],
                     [round(s, 2) for s in result.reached_per_position])
@@ -593,7 +595,8 @@ def evaluate_run(run_dir: str | Path, *, episodes_per_trial: int | None = None, 
         summary = write_eval_artefacts(result, rd.eval_dir, fps=env.spec.control_hz,
                                        episode_length=env.spec.episode_length,
                                        extra={"counters": state["counters"], "rounds": rounds,
-                                              "deterministic": det, "source": "meld eval"})
+                                              "deterministic": det, "source": "meld eval"},
+                                       overview=trial_overview(env, result))
     finally:
         env.close()
     return result, summary

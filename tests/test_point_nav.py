@@ -108,3 +108,28 @@ def test_registry():
     assert env.spec.image_shape == (32, 32, 3)
     with pytest.raises(UnknownEnvError, match="point_nav"):
         make_env("no_such_env")
+
+
+def test_trial_overview_draws_one_tile_per_task_with_each_episode_path(tmp_path):
+    """Evaluation writes overview.png: per task the goal and each episode's path in its colour."""
+    from meld_core.evaluation import EvalResult, trial_overview, write_eval_artefacts
+    from meld_core.rollout import run_trial
+
+    env = PointNavEnv(PointNavConfig(num_eval_tasks=3, video_size=96))
+    rng = np.random.default_rng(0)
+    trials = [run_trial(env, task, 2, rng=rng) for _ in range(2) for task in env.eval_tasks]
+    assert len(trials[0].episodes[0].infos) == env.spec.episode_length + 1
+    assert trials[0].episodes[0].infos[0] == pytest.approx({"distance": 1.0, "x": 0.0, "y": 0.0})
+    result = EvalResult(episodes_per_trial=2, reward_input="sparse", trials=trials)
+    overview = trial_overview(env, result)
+    assert overview.shape == (96, 3 * 96, 3) and overview.dtype == np.uint8  # 3 tasks, first trial each
+    for colour in ([80, 150, 255], [255, 90, 80]):  # both episodes' paths are drawn
+        assert (overview == colour).all(-1).sum() > 20
+    summary = write_eval_artefacts(result, tmp_path, fps=3.3, episode_length=env.spec.episode_length,
+                                   overview=overview)
+    assert summary["overview"] == "overview.png" and (tmp_path / "overview.png").stat().st_size > 1000
+
+    class NoOverview:
+        pass
+
+    assert trial_overview(NoOverview(), result) is None

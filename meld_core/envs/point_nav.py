@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -28,6 +29,9 @@ _ARC = np.array([70, 70, 90], dtype=np.uint8)
 _ROBOT = np.array([255, 200, 40], dtype=np.uint8)
 _GOAL = np.array([60, 220, 90], dtype=np.uint8)
 _TRAIL = np.array([150, 120, 40], dtype=np.uint8)
+# Paths in the evaluation overview: first episode, second episode, any later one.
+_PATH_COLOURS = (np.array([80, 150, 255], dtype=np.uint8), np.array([255, 90, 80], dtype=np.uint8),
+                 np.array([170, 170, 170], dtype=np.uint8))
 
 
 @dataclass(frozen=True)
@@ -197,6 +201,47 @@ class PointNavEnv:
 
     def render_frame(self) -> np.ndarray:
         return self._draw(self.config.video_size, video=True)
+
+    # -- evaluation overview -------------------------------------------------------------------
+    def trial_overview(self, trials: Sequence[Any], columns: int = 5) -> np.ndarray:
+        """One RGB picture of evaluated trials: a tile per task (its first trial) with the goal, its
+        success circle and the path of every episode (first blue, second red, later ones grey);
+        the caption gives the goal angle and, per episode, S (success at the last frame), r
+        (reached earlier) or - (missed). Paths come from the per-frame `x`, `y` info."""
+        from meld_core.media import annotate
+
+        size = self.config.video_size
+        first: dict[tuple[str, int], Any] = {}
+        for trial in trials:
+            first.setdefault((trial.task.split, trial.task.index), trial)
+        chosen = list(first.values())
+        rows = max(1, math.ceil(len(chosen) / columns))
+        cols = min(columns, max(1, len(chosen)))
+        canvas = np.zeros((rows * size, cols * size, 3), dtype=np.uint8)
+        grid_r, grid_c = np.mgrid[0:size, 0:size]
+        for k, trial in enumerate(chosen):
+            tile = np.empty((size, size, 3), dtype=np.uint8)
+            tile[:] = _BACKGROUND
+            tile[self._arc_mask_video] = _ARC
+            goal_px = self._to_pixels(self._goal_of(trial.task), size)
+            r_px = self.config.success_radius / (2 * self.config.world_half_width) * (size - 1)
+            tile[np.abs(np.hypot(grid_c - goal_px[0], grid_r - goal_px[1]) - r_px) < 1.0] = _GOAL
+            tile[self._disc(size, goal_px, 1.5 * size / 64.0)] = _GOAL
+            marks = []
+            for ep in trial.episodes:
+                colour = _PATH_COLOURS[min(ep.position_in_trial, len(_PATH_COLOURS) - 1)]
+                points = [np.array([i["x"], i["y"]]) for i in ep.infos if "x" in i and "y" in i]
+                line_px, dot_px = 0.8 * size / 64.0, 1.6 * size / 64.0
+                for a, b in zip(points[:-1], points[1:]):
+                    for f in np.linspace(0.0, 1.0, 8):
+                        tile[self._disc(size, self._to_pixels(a + f * (b - a), size), line_px)] = colour
+                for p in points[1:]:
+                    tile[self._disc(size, self._to_pixels(p, size), dot_px)] = colour
+                marks.append("S" if ep.success else ("r" if ep.reached else "-"))
+            caption = f"{trial.task.params.get('angle_deg', trial.task.index):.0f} deg  {' '.join(marks)}"
+            r, c = divmod(k, cols)
+            canvas[r * size:(r + 1) * size, c * size:(c + 1) * size] = annotate(tile, caption)
+        return canvas
 
     def close(self) -> None:
         """Nothing to release: the environment holds no devices or threads."""
