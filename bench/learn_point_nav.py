@@ -61,6 +61,8 @@ def train_variant(name: str, out: str, minutes: float, eval_every: int, seed: in
     model = dataclasses.replace(cfg.model, reward_input=reward_input, reward_target=reward_target)
     if overrides.get("z2_transition") is not None:
         model = dataclasses.replace(model, z2_transition=overrides["z2_transition"])
+    if overrides.get("model_set"):
+        model = dataclasses.replace(model, **overrides["model_set"])
     env_config = dict(cfg.env_config)
     if image_size != env_config["image_size"]:
         env_config["image_size"] = image_size
@@ -100,6 +102,8 @@ def main() -> int:
     ap.add_argument("--td-reward", choices=("current", "next"), help="override the critic's reward frame")
     ap.add_argument("--z2-transition", choices=("stochastic", "gru"), help="override the z2 transition")
     ap.add_argument("--offline-ratio", type=float, help="meld_two_stage: whole-episode swap rate")
+    ap.add_argument("--model-set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a ModelConfig field, e.g. latent2_size=32 (repeatable)")
     ap.add_argument("--offline-run", help="meld_two_stage: the stage-1 run whose episodes are offline data")
     args = ap.parse_args()
     import logging
@@ -111,6 +115,17 @@ def main() -> int:
     if unknown:
         print(f"unknown variants {unknown}; choose from {sorted(VARIANTS)}", file=sys.stderr)
         return 2
+    import yaml
+
+    from meld_core.config import ModelConfig
+
+    model_set = {}
+    for item in args.model_set:
+        key, sep, value = item.partition("=")
+        if not sep or key not in {f.name for f in dataclasses.fields(ModelConfig)}:
+            print(f"--model-set {item!r}: want KEY=VALUE, KEY a ModelConfig field", file=sys.stderr)
+            return 2
+        model_set[key] = yaml.safe_load(value)
     offline_ok = args.offline_run is not None and (Path(args.offline_run) / "episodes").is_dir()
     if "meld_two_stage" in names and not offline_ok:
         print("meld_two_stage needs --offline-run DIR (a stage-1 run with episodes/)", file=sys.stderr)
@@ -125,7 +140,8 @@ def main() -> int:
                                {"model_train_ratio": args.model_ratio, "ac_train_ratio": args.ac_ratio,
                                 "initial_alpha": args.initial_alpha, "gamma": args.gamma,
                                 "td_reward": args.td_reward, "offline_run": args.offline_run,
-                                "z2_transition": args.z2_transition, "offline_ratio": args.offline_ratio}))
+                                "z2_transition": args.z2_transition, "offline_ratio": args.offline_ratio,
+                                "model_set": model_set}))
              for n in names]
     for p in procs:
         p.start()
@@ -163,7 +179,8 @@ def main() -> int:
             "overrides": {"model_ratio": args.model_ratio, "ac_ratio": args.ac_ratio,
                           "initial_alpha": args.initial_alpha, "gamma": args.gamma,
                           "td_reward": args.td_reward, "offline_run": args.offline_run,
-                          "z2_transition": args.z2_transition, "offline_ratio": args.offline_ratio},
+                          "z2_transition": args.z2_transition, "offline_ratio": args.offline_ratio,
+                          "model_set": model_set},
             "variants": figures, "plot": str(plot)}
     print(json.dumps(line))
     return 0
