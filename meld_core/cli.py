@@ -114,8 +114,11 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     except (RunDirError, CheckpointError, ValueError) as exc:
         raise CliError(str(exc)) from None
     print(result.table())
+    eval_dir = Path(args.run_dir) / "eval"
     print(f"(posterior input: {result.reward_input} reward; {len(result.trials)} trials; "
-          f"written to {Path(args.run_dir) / 'eval' / 'summary.json'})")
+          f"written to {eval_dir / 'summary.json'})")
+    if "overview" in summary:
+        print(f"paths of every episode: {eval_dir / summary['overview']}")
     return 0
 
 
@@ -180,8 +183,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("eval", help="meta-test a run on its held-out tasks and print the success table",
                        description="Run trials from a fresh belief on every held-out task and report success "
-                                   "per episode position; writes DIR/eval/summary.json, success.md, videos "
-                                   "and reward-prediction plots.")
+                                   "per episode position; writes DIR/eval/summary.json, success.md, videos, "
+                                   "reward-prediction plots and (point_nav) overview.png.")
     p.add_argument("--run-dir", required=True, metavar="DIR", help="run directory made by `meld train`")
     p.add_argument("--episodes-per-trial", type=int, default=None, help="default: the run's E")
     p.add_argument("--rounds", type=int, default=3, help="trials per held-out task")

@@ -63,6 +63,7 @@ def test_train_eval_and_bad_run_dirs(tmp_path, capsys):
     assert "all held-out tasks" in result.stdout
     summary = json.loads((run / "eval" / "summary.json").read_text())
     assert summary["num_trials"] == 2 and summary["rounds"] == 1
+    assert (run / "eval" / "overview.png").is_file() and "overview.png" in result.stdout
     # the same directory, another config, with or without --resume
     one_line_error(Result(capsys, "train", "--env", "point_nav", "--preset", "small", "--run-dir", str(run)),
                    "different configuration")
