@@ -68,7 +68,8 @@ def train_variant(name: str, out: str, minutes: float, eval_every: int, seed: in
         env_config["image_size"] = image_size
         model = dataclasses.replace(model, image_shape=(image_size, image_size, 3))
     cfg = dataclasses.replace(cfg, model=model, env_config=env_config, preset=f"small/bench:{name}",
-                              device=dataclasses.replace(cfg.device, device="cpu", num_threads=1))
+                              device=dataclasses.replace(cfg.device, device=overrides.get("device") or "cpu",
+                                                         num_threads=1))
     deadline = time.monotonic() + minutes * 60
 
     class Budget(TrainerHooks):
@@ -102,6 +103,7 @@ def main() -> int:
     ap.add_argument("--td-reward", choices=("current", "next"), help="override the critic's reward frame")
     ap.add_argument("--z2-transition", choices=("stochastic", "gru"), help="override the z2 transition")
     ap.add_argument("--offline-ratio", type=float, help="meld_two_stage: whole-episode swap rate")
+    ap.add_argument("--device", default="cpu", help="learner device of every variant: cpu, cuda or auto")
     ap.add_argument("--model-set", action="append", default=[], metavar="KEY=VALUE",
                     help="override a ModelConfig field, e.g. latent2_size=32 (repeatable)")
     ap.add_argument("--offline-run", help="meld_two_stage: the stage-1 run whose episodes are offline data")
@@ -141,7 +143,7 @@ def main() -> int:
                                 "initial_alpha": args.initial_alpha, "gamma": args.gamma,
                                 "td_reward": args.td_reward, "offline_run": args.offline_run,
                                 "z2_transition": args.z2_transition, "offline_ratio": args.offline_ratio,
-                                "model_set": model_set}))
+                                "model_set": model_set, "device": args.device}))
              for n in names]
     for p in procs:
         p.start()
