@@ -46,8 +46,9 @@ def train_variant(name: str, out: str, minutes: float, eval_every: int, seed: in
     from meld_core.trainer import TrainerHooks, run_training
 
     reward_input, reward_target = VARIANTS[name]
-    train = {k: v for k, v in overrides.items()
-             if k in ("model_train_ratio", "ac_train_ratio") and v is not None}
+    train = {key: overrides[name] for name, key in (("model_ratio", "model_train_ratio"),
+                                                     ("ac_ratio", "ac_train_ratio"))
+             if overrides[name] is not None}
     cfg = preset_config("point_nav", "small", seed=seed, num_iterations=100_000, eval_interval=eval_every,
                         checkpoint_interval=eval_every, video_trials=1, **train)
     for key in ("initial_alpha", "gamma", "td_reward"):
@@ -59,8 +60,6 @@ def train_variant(name: str, out: str, minutes: float, eval_every: int, seed: in
         replay = dataclasses.replace(cfg.replay, offline_ratio=overrides["offline_ratio"])
         cfg = dataclasses.replace(cfg, replay=replay)
     model = dataclasses.replace(cfg.model, reward_input=reward_input, reward_target=reward_target)
-    if overrides.get("z2_transition") is not None:
-        model = dataclasses.replace(model, z2_transition=overrides["z2_transition"])
     if overrides.get("model_set"):
         model = dataclasses.replace(model, **overrides["model_set"])
     env_config = dict(cfg.env_config)
@@ -68,7 +67,7 @@ def train_variant(name: str, out: str, minutes: float, eval_every: int, seed: in
         env_config["image_size"] = image_size
         model = dataclasses.replace(model, image_shape=(image_size, image_size, 3))
     cfg = dataclasses.replace(cfg, model=model, env_config=env_config, preset=f"small/bench:{name}",
-                              device=dataclasses.replace(cfg.device, device=overrides.get("device") or "cpu",
+                              device=dataclasses.replace(cfg.device, device=overrides["device"],
                                                          num_threads=1))
     deadline = time.monotonic() + minutes * 60
 
@@ -128,6 +127,12 @@ def main() -> int:
             print(f"--model-set {item!r}: want KEY=VALUE, KEY a ModelConfig field", file=sys.stderr)
             return 2
         model_set[key] = yaml.safe_load(value)
+    if args.z2_transition is not None:
+        model_set["z2_transition"] = args.z2_transition
+    overrides = {"model_ratio": args.model_ratio, "ac_ratio": args.ac_ratio,
+                 "initial_alpha": args.initial_alpha, "gamma": args.gamma, "td_reward": args.td_reward,
+                 "offline_run": args.offline_run, "offline_ratio": args.offline_ratio,
+                 "model_set": model_set, "device": args.device}
     offline_ok = args.offline_run is not None and (Path(args.offline_run) / "episodes").is_dir()
     if "meld_two_stage" in names and not offline_ok:
         print("meld_two_stage needs --offline-run DIR (a stage-1 run with episodes/)", file=sys.stderr)
@@ -139,11 +144,7 @@ def main() -> int:
     ctx = mp.get_context("spawn")
     procs = [ctx.Process(target=train_variant, name=n,
                          args=(n, str(out), args.minutes, args.eval_every, args.seed, args.image_size,
-                               {"model_train_ratio": args.model_ratio, "ac_train_ratio": args.ac_ratio,
-                                "initial_alpha": args.initial_alpha, "gamma": args.gamma,
-                                "td_reward": args.td_reward, "offline_run": args.offline_run,
-                                "z2_transition": args.z2_transition, "offline_ratio": args.offline_ratio,
-                                "model_set": model_set, "device": args.device}))
+                               overrides))
              for n in names]
     for p in procs:
         p.start()
@@ -178,11 +179,7 @@ def main() -> int:
     line = {"bench": "learn_point_nav", "train_wall_s": round(train_wall, 1), "minutes_budget": args.minutes,
             "cpu_count": os.cpu_count(), "loadavg_before": [round(x, 2) for x in load_before],
             "loadavg_after": [round(x, 2) for x in load_after], "image_size": args.image_size,
-            "overrides": {"model_ratio": args.model_ratio, "ac_ratio": args.ac_ratio,
-                          "initial_alpha": args.initial_alpha, "gamma": args.gamma,
-                          "td_reward": args.td_reward, "offline_run": args.offline_run,
-                          "z2_transition": args.z2_transition, "offline_ratio": args.offline_ratio,
-                          "model_set": model_set},
+            "overrides": overrides,
             "variants": figures, "plot": str(plot)}
     print(json.dumps(line))
     return 0

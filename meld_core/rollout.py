@@ -136,7 +136,7 @@ def run_trial(
                 if on_step is not None:
                     on_step()
         episode = EpisodeData(images=images, actions=actions, dense_rewards=dense, sparse_rewards=sparse,
-                              successes=success, position_in_trial=position, final_info=dict(obs.info),
+                              successes=success, position_in_trial=position, final_info=infos[-1],
                               pred_mean=pred_mean, pred_std=pred_std, video=video, infos=infos)
         trial.episodes.append(episode)
         if on_episode is not None:

@@ -190,14 +190,18 @@ class PointNavEnv:
         if video:
             for p in self._trail[:-1]:
                 img[self._disc(size, self._to_pixels(p, size), 1.2 * scale)] = _TRAIL
-            goal_px = self._to_pixels(self._goal, size)
-            r_px = self.config.success_radius / (2 * self.config.world_half_width) * (size - 1)
-            rows, cols = np.mgrid[0:size, 0:size]
-            ring = np.abs(np.hypot(cols - goal_px[0], rows - goal_px[1]) - r_px) < 1.0
-            img[ring] = _GOAL
-            img[self._disc(size, goal_px, 1.5 * scale)] = _GOAL
+            self._draw_goal(img, self._goal)
         img[self._disc(size, self._to_pixels(self._pos, size), self.config.robot_radius_px * scale)] = _ROBOT
         return img
+
+    def _draw_goal(self, img: np.ndarray, goal: np.ndarray) -> None:
+        """The goal (a dot) and its success circle, drawn into a square video-style image."""
+        size = img.shape[0]
+        goal_px = self._to_pixels(goal, size)
+        r_px = self.config.success_radius / (2 * self.config.world_half_width) * (size - 1)
+        rows, cols = np.mgrid[0:size, 0:size]
+        img[np.abs(np.hypot(cols - goal_px[0], rows - goal_px[1]) - r_px) < 1.0] = _GOAL
+        img[self._disc(size, goal_px, 1.5 * size / 64.0)] = _GOAL
 
     def render_frame(self) -> np.ndarray:
         return self._draw(self.config.video_size, video=True)
@@ -218,15 +222,11 @@ class PointNavEnv:
         rows = max(1, math.ceil(len(chosen) / columns))
         cols = min(columns, max(1, len(chosen)))
         canvas = np.zeros((rows * size, cols * size, 3), dtype=np.uint8)
-        grid_r, grid_c = np.mgrid[0:size, 0:size]
         for k, trial in enumerate(chosen):
             tile = np.empty((size, size, 3), dtype=np.uint8)
             tile[:] = _BACKGROUND
             tile[self._arc_mask_video] = _ARC
-            goal_px = self._to_pixels(self._goal_of(trial.task), size)
-            r_px = self.config.success_radius / (2 * self.config.world_half_width) * (size - 1)
-            tile[np.abs(np.hypot(grid_c - goal_px[0], grid_r - goal_px[1]) - r_px) < 1.0] = _GOAL
-            tile[self._disc(size, goal_px, 1.5 * size / 64.0)] = _GOAL
+            self._draw_goal(tile, self._goal_of(trial.task))
             marks = []
             for ep in trial.episodes:
                 colour = _PATH_COLOURS[min(ep.position_in_trial, len(_PATH_COLOURS) - 1)]
