@@ -51,9 +51,8 @@ def train_variant(name: str, out: str, minutes: float, eval_every: int, seed: in
              if overrides[name] is not None}
     cfg = preset_config("point_nav", "small", seed=seed, num_iterations=100_000, eval_interval=eval_every,
                         checkpoint_interval=eval_every, video_trials=1, **train)
-    for key in ("initial_alpha", "gamma", "td_reward"):
-        if overrides.get(key) is not None:
-            cfg = dataclasses.replace(cfg, sac=dataclasses.replace(cfg.sac, **{key: overrides[key]}))
+    if overrides.get("sac_set"):
+        cfg = dataclasses.replace(cfg, sac=dataclasses.replace(cfg.sac, **overrides["sac_set"]))
     if name == "meld_two_stage":
         cfg = dataclasses.replace(cfg, offline_run=overrides["offline_run"])
     if overrides.get("offline_ratio") is not None:
@@ -105,6 +104,8 @@ def main() -> int:
     ap.add_argument("--device", default="cpu", help="learner device of every variant: cpu, cuda or auto")
     ap.add_argument("--model-set", action="append", default=[], metavar="KEY=VALUE",
                     help="override a ModelConfig field, e.g. latent2_size=32 (repeatable)")
+    ap.add_argument("--sac-set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a SACConfig field, e.g. td_across_resets=true (repeatable)")
     ap.add_argument("--offline-run", help="meld_two_stage: the stage-1 run whose episodes are offline data")
     args = ap.parse_args()
     import logging
@@ -118,21 +119,27 @@ def main() -> int:
         return 2
     import yaml
 
-    from meld_core.config import ModelConfig
+    from meld_core.config import ModelConfig, SACConfig
 
-    model_set = {}
-    for item in args.model_set:
-        key, sep, value = item.partition("=")
-        if not sep or key not in {f.name for f in dataclasses.fields(ModelConfig)}:
-            print(f"--model-set {item!r}: want KEY=VALUE, KEY a ModelConfig field", file=sys.stderr)
-            return 2
-        model_set[key] = yaml.safe_load(value)
+    sets = {}
+    for flag, items, fields in (("--model-set", args.model_set, ModelConfig),
+                                ("--sac-set", args.sac_set, SACConfig)):
+        sets[flag] = {}
+        for item in items:
+            key, sep, value = item.partition("=")
+            if not sep or key not in {f.name for f in dataclasses.fields(fields)}:
+                print(f"{flag} {item!r}: want KEY=VALUE, KEY a {fields.__name__} field", file=sys.stderr)
+                return 2
+            sets[flag][key] = yaml.safe_load(value)
+    model_set, sac_set = sets["--model-set"], sets["--sac-set"]
     if args.z2_transition is not None:
         model_set["z2_transition"] = args.z2_transition
+    for key in ("initial_alpha", "gamma", "td_reward"):
+        if getattr(args, key) is not None:
+            sac_set[key] = getattr(args, key)
     overrides = {"model_ratio": args.model_ratio, "ac_ratio": args.ac_ratio,
-                 "initial_alpha": args.initial_alpha, "gamma": args.gamma, "td_reward": args.td_reward,
                  "offline_run": args.offline_run, "offline_ratio": args.offline_ratio,
-                 "model_set": model_set, "device": args.device}
+                 "model_set": model_set, "sac_set": sac_set, "device": args.device}
     offline_ok = args.offline_run is not None and (Path(args.offline_run) / "episodes").is_dir()
     if "meld_two_stage" in names and not offline_ok:
         print("meld_two_stage needs --offline-run DIR (a stage-1 run with episodes/)", file=sys.stderr)

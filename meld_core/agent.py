@@ -18,8 +18,8 @@ with the previous z2 sample and the previous action, exactly as the model is tra
 Learning: `update_model(batch)` is one Adam step on the negative ELBO of a model batch;
 `update_actor_critic(batch)` recomputes the posterior beliefs of a trial pool without gradient
 (reference: fresh every AC step, never cached), draws `batch_size` transitions i -> i+1 with
-replacement among those that do not cross an episode boundary, and does one SAC step. Actor-critic
-losses never reach the model.
+replacement among those that do not cross an episode boundary (all of them with
+`SACConfig.td_across_resets`), and does one SAC step. Actor-critic losses never reach the model.
 
 Precision: learner convolutions run under bf16 autocast on CPU (`DeviceConfig.cpu_bf16`) and on
 CUDA (`cuda_amp`); `act()` always runs fp32.
@@ -249,7 +249,10 @@ class MeldAgent:
             b, length = beliefs.shape[:2]
             if length < 2:
                 raise ValueError("AC batches need trials of at least 2 frames")
-            valid = ~tb.episode_start[:, 1:]  # transition i -> i+1 stays inside an episode
+            if self.sac_cfg.td_across_resets:  # every i -> i+1 of the trial, resets included
+                valid = torch.ones_like(tb.episode_start[:, 1:])
+            else:  # transition i -> i+1 stays inside an episode
+                valid = ~tb.episode_start[:, 1:]
             idx = torch.multinomial(valid.reshape(-1).float(), self.sac_cfg.batch_size, replacement=True,
                                     generator=self._sampler)
             bi, ti = idx // (length - 1), idx % (length - 1)

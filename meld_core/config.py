@@ -130,6 +130,9 @@ class ModelConfig:
 class SACConfig:
     """Soft actor-critic on the belief (reference `train_eval` defaults; SLAC network details).
 
+    `td_across_resets` (off in the reference) makes the critic's return the whole trial's instead of
+    each episode's: see the field comment.
+
     Deliberate difference: `target_init_copy=True` copies the critics into their targets at start;
     the reference never does (its targets start from their own random init and Polyak towards the
     critics, section 7.10); set False to reproduce that.
@@ -152,6 +155,10 @@ class SACConfig:
     batch_size: int = 512  # transitions per AC step (ac_bs_in_steps), drawn with replacement
     td_reward: str = "current"  # TD reward of i->i+1: "current" = frame i's (reference 7.1), "next" = i+1's
     target_init_copy: bool = True  # copy critics into targets at start (reference: False, see docstring)
+    # True: TD targets also cross the episode resets inside a trial (last frame -> next reset frame),
+    # so the trial is one return and exploring in episode 1 is credited with what it earns in
+    # episode 2. False (reference): transitions into a reset frame are excluded.
+    td_across_resets: bool = False
     grad_clip: float | None = None  # global grad-norm clip for actor and critic; reference: none
 
     def __post_init__(self) -> None:

@@ -222,6 +222,19 @@ def test_td_reward_next_frame_option():
     np.testing.assert_allclose(tr.reward.numpy(), batch.dense[0][frames + 1])
 
 
+@pytest.mark.parametrize("across", [False, True])
+def test_td_transitions_cross_the_reset_only_when_asked(across):
+    rng = np.random.default_rng(9)
+    agent = MeldAgent(tiny_model_config(SHAPE), tiny_sac_config(td_across_resets=across, batch_size=400), 2,
+                      CPU32)
+    batch = trial(rng, episodes=2, steps=3)  # frames 0-3 episode 1, 4-7 episode 2 (4 = its reset frame)
+    tb = batch.to_torch()
+    tb.actions[:] = torch.arange(batch.trial_length, dtype=torch.float32)[None, :, None] / 100
+    frames = set(torch.round(agent.ac_transitions(tb).action[:, 0] * 100).long().tolist())
+    # 3 -> 4 is the last frame of episode 1 into the reset frame of episode 2.
+    assert frames == ({0, 1, 2, 3, 4, 5, 6} if across else {0, 1, 2, 4, 5, 6})
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_path_runs_and_matches_the_online_filter():
     rng = np.random.default_rng(8)
