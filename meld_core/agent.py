@@ -256,7 +256,10 @@ class MeldAgent:
             idx = torch.multinomial(valid.reshape(-1).float(), self.sac_cfg.batch_size, replacement=True,
                                     generator=self._sampler)
             bi, ti = idx // (length - 1), idx % (length - 1)
-            rewards = tb.dense[bi, ti] if self.sac_cfg.td_reward == "current" else tb.dense[bi, ti + 1]
+            tr = ti if self.sac_cfg.td_reward == "current" else ti + 1
+            rewards = tb.dense[bi, tr]
+            if self.sac_cfg.td_sparse_weight:
+                rewards = rewards + self.sac_cfg.td_sparse_weight * tb.sparse[bi, tr]
             actions = tb.actions[bi, ti].float()
             return Transitions(beliefs[bi, ti], actions, rewards.float(), beliefs[bi, ti + 1])
 

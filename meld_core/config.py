@@ -159,6 +159,9 @@ class SACConfig:
     # so the trial is one return and exploring in episode 1 is credited with what it earns in
     # episode 2. False (reference): transitions into a reset frame are excluded.
     td_across_resets: bool = False
+    # TD reward = dense + td_sparse_weight x sparse (same frame). 0 (reference): the dense reward only.
+    # > 0 adds the sparse task signal (e.g. "inside the goal circle") to the shaped reward the critic sees.
+    td_sparse_weight: float = 0.0
     grad_clip: float | None = None  # global grad-norm clip for actor and critic; reference: none
 
     def __post_init__(self) -> None:
@@ -180,6 +183,8 @@ class SACConfig:
             raise ValueError(f"SACConfig.batch_size must be >= 1, got {self.batch_size}")
         if self.td_reward not in TD_REWARD_FRAMES:
             raise ValueError(f"SACConfig.td_reward must be one of {TD_REWARD_FRAMES}, got {self.td_reward!r}")
+        if not (math.isfinite(self.td_sparse_weight) and self.td_sparse_weight >= 0):
+            raise ValueError(f"SACConfig.td_sparse_weight must be >= 0, got {self.td_sparse_weight}")
         if self.td_loss_weight <= 0:
             raise ValueError(f"SACConfig.td_loss_weight must be > 0, got {self.td_loss_weight}")
         if self.grad_clip is not None and not self.grad_clip > 0:

@@ -222,6 +222,19 @@ def test_td_reward_next_frame_option():
     np.testing.assert_allclose(tr.reward.numpy(), batch.dense[0][frames + 1])
 
 
+def test_td_reward_adds_the_weighted_sparse_reward():
+    rng = np.random.default_rng(10)
+    agent = MeldAgent(tiny_model_config(SHAPE), tiny_sac_config(td_reward="next", td_sparse_weight=2.0), 2,
+                      CPU32)
+    batch = trial(rng, episodes=2, steps=3)
+    batch.sparse[:] = rng.uniform(0.5, 1.0, size=batch.sparse.shape).astype(np.float32)
+    tb = batch.to_torch()
+    tb.actions[:] = torch.arange(batch.trial_length, dtype=torch.float32)[None, :, None] / 100
+    tr = agent.ac_transitions(tb)
+    nxt = torch.round(tr.action[:, 0] * 100).long().numpy() + 1
+    np.testing.assert_allclose(tr.reward.numpy(), batch.dense[0][nxt] + 2.0 * batch.sparse[0][nxt], rtol=1e-6)
+
+
 @pytest.mark.parametrize("across", [False, True])
 def test_td_transitions_cross_the_reset_only_when_asked(across):
     rng = np.random.default_rng(9)

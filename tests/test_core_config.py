@@ -69,6 +69,7 @@ def test_unsupported_image_shapes_raise(shape):
         (SACConfig, {"gamma": 1.5}),
         (SACConfig, {"tau": 0.0}),
         (SACConfig, {"td_reward": "previous"}),
+        (SACConfig, {"td_sparse_weight": -1.0}),
         (SACConfig, {"actor_hidden": ()}),
         (ReplayConfig, {"offline_ratio": 1.5}),
         (ReplayConfig, {"num_tasks_per_train": 0}),
