@@ -14,8 +14,9 @@ variants fit 2 cores) for a wall-clock budget, evaluating on the 10 held-out goa
   stage-1 run (`--offline-run`, e.g. an earlier bench's `meld_dense`) mixed into its batches.
 
 Afterwards every variant's last checkpoint is meta-tested on all held-out goals for `--rounds`
-rounds; the learning curve (success of episode position 1 vs env steps) is written to
-OUT/learning_curve.png and one JSON line with the figures is printed. Not part of CI.
+rounds; the learning curve (success of each episode of the trial vs env steps, raw and as a
+trailing mean over `--smooth` evaluations) is written to OUT/learning_curve.png and one JSON line
+with the figures is printed. Not part of CI.
 """
 
 from __future__ import annotations
@@ -94,6 +95,7 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=3, help="final meta-test rounds over the 10 held-out goals")
     ap.add_argument("--image-size", type=int, default=32)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--smooth", type=int, default=10, help="learning curve: trailing mean of this many evals")
     ap.add_argument("--model-ratio", type=float, help="override the preset's model_train_ratio")
     ap.add_argument("--ac-ratio", type=float, help="override the preset's ac_train_ratio")
     ap.add_argument("--initial-alpha", type=float, help="override the SAC initial temperature")
@@ -167,10 +169,9 @@ def main() -> int:
     for n in names:
         history = out / n / "eval" / "history.jsonl"
         rows = [json.loads(line) for line in history.read_text().splitlines()] if history.exists() else []
-        curves[f"{n} (ep 1)"] = ([r["counters"]["env_steps"] for r in rows],
-                                 [r["success_per_position"][1] for r in rows])
-        curves[f"{n} (ep 0)"] = ([r["counters"]["env_steps"] for r in rows],
-                                 [r["success_per_position"][0] for r in rows])
+        for position in (1, 0):
+            curves[f"{n}, episode {position + 1}"] = ([r["counters"]["env_steps"] for r in rows],
+                                                      [r["success_per_position"][position] for r in rows])
         progress = json.loads((out / n / "progress.json").read_text())
         result, _ = evaluate_run(out / n, rounds=args.rounds, video_trials=2)
         figures[n] = {
@@ -182,7 +183,8 @@ def main() -> int:
             "best_eval_success_1": max((r["success_per_position"][1] for r in rows), default=None),
         }
     plot = plot_learning_curves(out / "learning_curve.png", curves, "env steps",
-                                "success (held-out goals)", "point_nav: MELD vs no-reward baseline")
+                                f"success ({args.eval_every}-iteration evals, 10 held-out goals)",
+                                "point_nav: success per episode of the trial", smooth=args.smooth)
     line = {"bench": "learn_point_nav", "train_wall_s": round(train_wall, 1), "minutes_budget": args.minutes,
             "cpu_count": os.cpu_count(), "loadavg_before": [round(x, 2) for x in load_before],
             "loadavg_after": [round(x, 2) for x in load_after], "image_size": args.image_size,

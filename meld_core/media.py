@@ -79,9 +79,22 @@ def plot_reward_prediction(path: Path, pred_mean: np.ndarray, pred_std: np.ndarr
     return path
 
 
+def trailing_mean(y: Sequence[float], window: int) -> np.ndarray:
+    """Mean of each value and the `window - 1` before it (fewer at the start)."""
+    y = np.asarray(y, dtype=float)
+    c = np.concatenate([[0.0], np.cumsum(y)])
+    idx = np.arange(1, len(y) + 1)
+    lo = np.maximum(idx - window, 0)
+    return (c[idx] - c[lo]) / (idx - lo)
+
+
 def plot_learning_curves(path: Path, curves: dict[str, tuple[Sequence[float], Sequence[float]]],
-                         xlabel: str, ylabel: str, title: str) -> Path:
-    """One line per name: curves[name] = (x values, y values)."""
+                         xlabel: str, ylabel: str, title: str, smooth: int = 1) -> Path:
+    """One line per name: curves[name] = (x values, y values).
+
+    With `smooth` > 1 the raw points are drawn faint and each line is the trailing mean of `smooth`
+    points (noisy evaluations of few trials).
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -89,7 +102,12 @@ def plot_learning_curves(path: Path, curves: dict[str, tuple[Sequence[float], Se
 
     fig, ax = plt.subplots(figsize=(6, 3.5))
     for name, (x, y) in curves.items():
-        ax.plot(list(x), list(y), marker="o", markersize=3, label=name)
+        if smooth > 1 and len(y):
+            raw = ax.plot(list(x), list(y), marker="o", markersize=2, linewidth=0.6, alpha=0.3)[0]
+            ax.plot(list(x), trailing_mean(y, smooth), color=raw.get_color(), linewidth=1.8,
+                    label=f"{name} (mean of {smooth})")
+        else:
+            ax.plot(list(x), list(y), marker="o", markersize=3, label=name)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_ylim(-0.02, 1.02)
