@@ -47,9 +47,9 @@ def train_variant(name: str, out: str, minutes: float, eval_every: int, seed: in
     from meld_core.trainer import TrainerHooks, run_training
 
     reward_input, reward_target = VARIANTS[name]
-    train = {key: overrides[name] for name, key in (("model_ratio", "model_train_ratio"),
+    train = {key: overrides[flag] for flag, key in (("model_ratio", "model_train_ratio"),
                                                      ("ac_ratio", "ac_train_ratio"))
-             if overrides[name] is not None}
+             if overrides[flag] is not None}
     cfg = preset_config("point_nav", "small", seed=seed, num_iterations=100_000, eval_interval=eval_every,
                         checkpoint_interval=eval_every, video_trials=1, **train)
     if overrides.get("sac_set"):

@@ -130,8 +130,9 @@ class ModelConfig:
 class SACConfig:
     """Soft actor-critic on the belief (reference `train_eval` defaults; SLAC network details).
 
-    `td_across_resets` (off in the reference) makes the critic's return the whole trial's instead of
-    each episode's: see the field comment.
+    Options off by default (the reference's behaviour), see their field comments: `td_across_resets`
+    makes the critic's return the whole trial's instead of each episode's; `td_sparse_weight` adds
+    the sparse reward to the dense one in the TD reward.
 
     Deliberate difference: `target_init_copy=True` copies the critics into their targets at start;
     the reference never does (its targets start from their own random init and Polyak towards the

@@ -211,14 +211,19 @@ def test_bf16_autocast_of_the_convolutions_tracks_fp32():
     assert losses[True] == pytest.approx(losses[False], rel=1e-2)
 
 
+def tagged_transitions(agent, batch):
+    """AC transitions of a one-trial batch whose action at frame i is i / 100, and their frames i."""
+    tb = batch.to_torch()
+    tb.actions[:] = torch.arange(batch.trial_length, dtype=torch.float32)[None, :, None] / 100
+    tr = agent.ac_transitions(tb)
+    return tr, torch.round(tr.action[:, 0] * 100).long().numpy()
+
+
 def test_td_reward_next_frame_option():
     rng = np.random.default_rng(7)
     agent = MeldAgent(tiny_model_config(SHAPE), tiny_sac_config(td_reward="next"), 2, CPU32)
     batch = trial(rng, episodes=2, steps=3)
-    tb = batch.to_torch()
-    tb.actions[:] = torch.arange(batch.trial_length, dtype=torch.float32)[None, :, None] / 100
-    tr = agent.ac_transitions(tb)
-    frames = torch.round(tr.action[:, 0] * 100).long().numpy()
+    tr, frames = tagged_transitions(agent, batch)
     np.testing.assert_allclose(tr.reward.numpy(), batch.dense[0][frames + 1])
 
 
@@ -228,10 +233,8 @@ def test_td_reward_adds_the_weighted_sparse_reward():
                       CPU32)
     batch = trial(rng, episodes=2, steps=3)
     batch.sparse[:] = rng.uniform(0.5, 1.0, size=batch.sparse.shape).astype(np.float32)
-    tb = batch.to_torch()
-    tb.actions[:] = torch.arange(batch.trial_length, dtype=torch.float32)[None, :, None] / 100
-    tr = agent.ac_transitions(tb)
-    nxt = torch.round(tr.action[:, 0] * 100).long().numpy() + 1
+    tr, frames = tagged_transitions(agent, batch)
+    nxt = frames + 1
     np.testing.assert_allclose(tr.reward.numpy(), batch.dense[0][nxt] + 2.0 * batch.sparse[0][nxt], rtol=1e-6)
 
 
@@ -241,9 +244,7 @@ def test_td_transitions_cross_the_reset_only_when_asked(across):
     agent = MeldAgent(tiny_model_config(SHAPE), tiny_sac_config(td_across_resets=across, batch_size=400), 2,
                       CPU32)
     batch = trial(rng, episodes=2, steps=3)  # frames 0-3 episode 1, 4-7 episode 2 (4 = its reset frame)
-    tb = batch.to_torch()
-    tb.actions[:] = torch.arange(batch.trial_length, dtype=torch.float32)[None, :, None] / 100
-    frames = set(torch.round(agent.ac_transitions(tb).action[:, 0] * 100).long().tolist())
+    frames = set(tagged_transitions(agent, batch)[1].tolist())
     # 3 -> 4 is the last frame of episode 1 into the reset frame of episode 2.
     assert frames == ({0, 1, 2, 3, 4, 5, 6} if across else {0, 1, 2, 4, 5, 6})
 
