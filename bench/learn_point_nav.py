@@ -52,6 +52,8 @@ def train_variant(name: str, out: str, minutes: float, eval_every: int, seed: in
              if overrides[flag] is not None}
     cfg = preset_config("point_nav", "small", seed=seed, num_iterations=100_000, eval_interval=eval_every,
                         checkpoint_interval=eval_every, video_trials=1, **train)
+    if overrides.get("train_set"):
+        cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, **overrides["train_set"]))
     if overrides.get("sac_set"):
         cfg = dataclasses.replace(cfg, sac=dataclasses.replace(cfg.sac, **overrides["sac_set"]))
     if name == "meld_two_stage":
@@ -62,7 +64,7 @@ def train_variant(name: str, out: str, minutes: float, eval_every: int, seed: in
     model = dataclasses.replace(cfg.model, reward_input=reward_input, reward_target=reward_target)
     if overrides.get("model_set"):
         model = dataclasses.replace(model, **overrides["model_set"])
-    env_config = dict(cfg.env_config)
+    env_config = {**cfg.env_config, **overrides.get("env_set", {})}
     if image_size != env_config["image_size"]:
         env_config["image_size"] = image_size
         model = dataclasses.replace(model, image_shape=(image_size, image_size, 3))
@@ -108,6 +110,10 @@ def main() -> int:
                     help="override a ModelConfig field, e.g. latent2_size=32 (repeatable)")
     ap.add_argument("--sac-set", action="append", default=[], metavar="KEY=VALUE",
                     help="override a SACConfig field, e.g. td_across_resets=true (repeatable)")
+    ap.add_argument("--env-set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a PointNavConfig field, e.g. num_train_tasks=100 (repeatable)")
+    ap.add_argument("--train-set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a TrainConfig field, e.g. init_collect_trials_per_task=1 (repeatable)")
     ap.add_argument("--offline-run", help="meld_two_stage: the stage-1 run whose episodes are offline data")
     args = ap.parse_args()
     import logging
@@ -121,11 +127,14 @@ def main() -> int:
         return 2
     import yaml
 
-    from meld_core.config import ModelConfig, SACConfig
+    from meld_core.config import ModelConfig, SACConfig, TrainConfig
+    from meld_core.envs.point_nav import PointNavConfig
 
     sets = {}
     for flag, items, fields in (("--model-set", args.model_set, ModelConfig),
-                                ("--sac-set", args.sac_set, SACConfig)):
+                                ("--sac-set", args.sac_set, SACConfig),
+                                ("--env-set", args.env_set, PointNavConfig),
+                                ("--train-set", args.train_set, TrainConfig)):
         sets[flag] = {}
         for item in items:
             key, sep, value = item.partition("=")
@@ -141,7 +150,8 @@ def main() -> int:
             sac_set[key] = getattr(args, key)
     overrides = {"model_ratio": args.model_ratio, "ac_ratio": args.ac_ratio,
                  "offline_run": args.offline_run, "offline_ratio": args.offline_ratio,
-                 "model_set": model_set, "sac_set": sac_set, "device": args.device}
+                 "model_set": model_set, "sac_set": sac_set, "env_set": sets["--env-set"],
+                 "train_set": sets["--train-set"], "device": args.device}
     offline_ok = args.offline_run is not None and (Path(args.offline_run) / "episodes").is_dir()
     if "meld_two_stage" in names and not offline_ok:
         print("meld_two_stage needs --offline-run DIR (a stage-1 run with episodes/)", file=sys.stderr)

@@ -191,15 +191,18 @@ class MeldAgent:
         return self.belief()
 
     def act(
-        self, image: np.ndarray, reward: float, *, episode_start: bool, deterministic: bool = False
+        self, image: np.ndarray, reward: float, *, episode_start: bool, deterministic: bool = False,
+        prev_action: np.ndarray | None = None,
     ) -> np.ndarray:
         """Filter the new frame, then return the policy's action (A,) float32 in [-1, 1].
 
         `reward` is the reward of the transition into this frame as the posterior should see it
         (dense or sparse per `ModelConfig.reward_input`; 0 on reset frames; ignored for "none").
         Sampled by default (the reference samples during evaluation too); `deterministic` takes tanh(mean).
+        `prev_action` is the action actually executed at the previous frame when it was not the one
+        `act()` returned (another controller drove, or the action was changed on its way).
         """
-        self.observe(image, reward, episode_start=episode_start)
+        self.observe(image, reward, episode_start=episode_start, prev_action=prev_action)
         assert self._state is not None
         with torch.inference_mode():
             action = self.sac.actor(self._state.belief(), deterministic=deterministic)

@@ -1,6 +1,8 @@
 """MeldAgent and SAC: online filter == batched filter, AC updates leave the model alone, the critic learns,
 checkpoints restore everything, runs are reproducible."""
 
+import functools
+
 import numpy as np
 import pytest
 import torch
@@ -272,3 +274,24 @@ def test_cuda_path_runs_and_matches_the_online_filter():
     # TF32 matmuls (enabled on CUDA) round differently at batch 1 and batch L: a looser tolerance.
     np.testing.assert_allclose(np.stack(online), batched, rtol=2e-2, atol=2e-3)
     torch.save(agent.state_dict(), "/dev/null")
+
+
+def test_act_conditions_on_an_overridden_previous_action():
+    """act(prev_action=...) filters with the executed action, not the one act() returned last."""
+    rng = np.random.default_rng(3)
+    agent = make_agent()
+    images = rng.integers(0, 256, (2, *SHAPE), dtype=np.uint8)
+    executed = np.array([0.9, -0.9], dtype=np.float32)
+
+    def second_belief(step, **kwargs):
+        agent.reset_belief()
+        torch.manual_seed(0)
+        step(images[0], 0.0, episode_start=True)
+        torch.manual_seed(1)
+        step(images[1], 0.5, episode_start=False, **kwargs)
+        return agent.belief()
+
+    act = functools.partial(agent.act, deterministic=True)
+    overridden = second_belief(act, prev_action=executed)
+    np.testing.assert_allclose(overridden, second_belief(agent.observe, prev_action=executed), rtol=1e-6)
+    assert not np.allclose(overridden, second_belief(act), atol=1e-4)  # the policy's own action differs
