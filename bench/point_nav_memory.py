@@ -40,60 +40,53 @@ def main() -> int:
     import torch
 
     from meld_core.envs.base import Task
-    from meld_core.rundir import RunDir
-    from meld_core.trainer import default_agent_factory, default_env_factory, load_run_config
+    from meld_core.rollout import posterior_reward
+    from meld_core.rundir import CheckpointError, RunDirError
+    from meld_core.trainer import load_run_agent
 
     torch.manual_seed(args.seed)
-    rd = RunDir(args.run_dir)
-    if not rd.exists():
-        print(f"{rd.root} is not a meld run directory (no config.yaml)", file=sys.stderr)
+    try:
+        rd, config, state, env, agent = load_run_agent(args.run_dir, checkpoint=args.checkpoint)
+    except (RunDirError, CheckpointError) as exc:
+        print(exc, file=sys.stderr)
         return 2
-    config = load_run_config(rd)
     if config.env != "point_nav":
+        env.close()
         print(f"{rd.root} trained {config.env!r}; this probe is for point_nav", file=sys.stderr)
         return 2
-    state = rd.load_checkpoint(args.checkpoint)
-    env = default_env_factory(config)
-    agent = default_agent_factory(config, env.spec)
-    agent.load_state_dict(state["agent"])
     T, step_len = env.spec.episode_length, env.config.max_step
     radius = env.config.goal_radius
     reward_input = config.model.reward_input
     train_angles = np.array([float(t.params["angle_deg"]) for t in env.train_tasks])
     arrivals = [int(a) for a in args.arrive.split(",")]
     if any(not 1 <= a <= T for a in arrivals):
+        env.close()
         print(f"--arrive frames must lie in 1..{T}", file=sys.stderr)
         return 2
     travel = math.ceil(radius / step_len)  # frames to reach the arc (per-axis steps of max_step)
 
-    def reward_seen(obs):
-        return {"dense": obs.dense_reward, "sparse": obs.sparse_reward}.get(reward_input, 0.0)
-
-    def trial(angle: float, arrive: int) -> tuple[float, bool, int | None]:
+    def trial(angle: float, arrive: int) -> tuple[float, bool]:
         goal = radius * np.array([math.cos(math.radians(angle)), math.sin(math.radians(angle))])
         env.set_task(Task(index=0, split="eval", params={"angle_deg": angle, "goal_x": float(goal[0]),
                                                          "goal_y": float(goal[1])}))
         agent.reset_belief()
-        obs, pos, prev, found = env.reset(), np.zeros(2), None, None
+        obs, prev = env.reset(), None
         for t in range(T + 1):  # episode 1: scripted, filtered
-            r = 0.0 if t == 0 else reward_seen(obs)
-            if found is None and t > 0 and obs.sparse_reward > 0:
-                found = t
+            r = 0.0 if t == 0 else posterior_reward(obs, reward_input)
             agent.observe(obs.image, r, episode_start=(t == 0), prev_action=prev)
+            pos = np.array([obs.info["x"], obs.info["y"]])
             a = np.clip((goal - pos) / step_len, -1.0, 1.0) if t >= arrive - travel and t < T else np.zeros(2)
             prev = a.astype(np.float32)
             if t < T:
-                pos = pos + step_len * prev
                 obs = env.step(prev)
         obs = env.reset()
         for t in range(T + 1):  # episode 2: the agent's own
-            r = 0.0 if t == 0 else reward_seen(obs)
+            r = 0.0 if t == 0 else posterior_reward(obs, reward_input)
             a = agent.act(obs.image, r, episode_start=(t == 0), deterministic=True,
                           prev_action=prev if t == 0 else None)
             if t < T:
                 obs = env.step(a)
-        end = math.degrees(math.atan2(obs.info["y"], obs.info["x"]))
-        return end, bool(obs.success), found
+        return math.degrees(math.atan2(obs.info["y"], obs.info["x"])), bool(obs.success)
 
     angles = np.arange(args.step / 2, 180.0, args.step)
     rows: dict[int, list[dict]] = {a: [] for a in arrivals}
@@ -102,9 +95,8 @@ def main() -> int:
         nearest = float(train_angles[np.argmin(np.abs(train_angles - angle))])
         cells = []
         for a in arrivals:
-            end, ok, found = trial(float(angle), a)
-            rows[a].append({"goal": float(angle), "nearest_train": nearest, "end": end, "success": ok,
-                            "found": found})
+            end, ok = trial(float(angle), a)
+            rows[a].append({"goal": float(angle), "nearest_train": nearest, "end": end, "success": ok})
             cells.append(f"{end:13.0f} {'S' if ok else '-'}")
         print(f"{angle:6.0f} {nearest:6.0f}  " + "  ".join(cells))
     env.close()

@@ -567,20 +567,18 @@ def run_training(
     return trainer
 
 
-def evaluate_run(run_dir: str | Path, *, episodes_per_trial: int | None = None, rounds: int = 3,
-                 checkpoint: str | Path | None = None, device: str | None = None, video_trials: int = 2,
-                 deterministic: bool | None = None,
-                 env_factory: Callable[[RunConfig], TaskEnv] | None = None,
-                 ) -> tuple[EvalResult, dict[str, Any]]:
-    """Meta-test a run's checkpoint on all held-out tasks; writes run_dir/eval/summary.json etc."""
+def load_run_agent(run_dir: str | Path, *, checkpoint: str | Path | None = None, device: str | None = None,
+                   env_factory: Callable[[RunConfig], TaskEnv] | None = None,
+                   ) -> tuple[RunDir, RunConfig, dict[str, Any], TaskEnv, Any]:
+    """A run's config, checkpoint state, a fresh env and the agent restored from the checkpoint
+    (default: the run's latest). The caller closes the env."""
     rd = RunDir(run_dir)
     if not rd.exists():
         raise RunDirError(f"{rd.root} is not a meld run directory (no config.yaml)")
     config = load_run_config(rd)
     if device is not None:
         config = dataclasses.replace(config, device=dataclasses.replace(config.device, device=device))
-    path = Path(checkpoint) if checkpoint is not None else None
-    state = rd.load_checkpoint(path)
+    state = rd.load_checkpoint(Path(checkpoint) if checkpoint is not None else None)
     env = (env_factory or default_env_factory)(config)
     try:
         agent = default_agent_factory(config, env.spec)
@@ -588,6 +586,21 @@ def evaluate_run(run_dir: str | Path, *, episodes_per_trial: int | None = None, 
             agent.load_state_dict(state["agent"])
         except Exception as exc:
             raise CheckpointError(f"checkpoint does not fit this run's agent ({exc})") from None
+    except BaseException:
+        env.close()
+        raise
+    return rd, config, state, env, agent
+
+
+def evaluate_run(run_dir: str | Path, *, episodes_per_trial: int | None = None, rounds: int = 3,
+                 checkpoint: str | Path | None = None, device: str | None = None, video_trials: int = 2,
+                 deterministic: bool | None = None,
+                 env_factory: Callable[[RunConfig], TaskEnv] | None = None,
+                 ) -> tuple[EvalResult, dict[str, Any]]:
+    """Meta-test a run's checkpoint on all held-out tasks; writes run_dir/eval/summary.json etc."""
+    rd, config, state, env, agent = load_run_agent(run_dir, checkpoint=checkpoint, device=device,
+                                                   env_factory=env_factory)
+    try:
         E = episodes_per_trial or config.train.episodes_per_trial
         det = config.train.eval_deterministic if deterministic is None else deterministic
         result = evaluate(agent, env, list(env.eval_tasks), E, rounds, config.model.reward_input,
