@@ -50,7 +50,8 @@ def train_variant(name: str, out: str, minutes: float, eval_every: int, seed: in
     train = {key: overrides[flag] for flag, key in (("model_ratio", "model_train_ratio"),
                                                      ("ac_ratio", "ac_train_ratio"))
              if overrides[flag] is not None}
-    cfg = preset_config("point_nav", "small", seed=seed, num_iterations=100_000, eval_interval=eval_every,
+    stage = "sparse" if reward_input == "sparse" else "dense"
+    cfg = preset_config("point_nav", "small", stage, seed=seed, num_iterations=100_000, eval_interval=eval_every,
                         checkpoint_interval=eval_every, video_trials=1, **train)
     if overrides.get("train_set"):
         cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, **overrides["train_set"]))

@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import math
 import threading
 
 import numpy as np
@@ -44,6 +45,21 @@ def test_presets_exist_for_point_nav_and_reject_unknown_names():
         assert env.spec.image_shape == cfg.model.image_shape
     with pytest.raises(UnknownPresetError, match="smoke"):
         preset_config("point_nav", "huge")
+
+
+def test_point_nav_small_preset_covers_the_arc_and_gives_the_sparse_critic_the_trial():
+    dense, sparse = preset_config("point_nav", "small"), preset_config("point_nav", "small", "sparse")
+    env = PointNavEnv(dense.build_env_config())
+    c = env.config
+    # Any goal on the arc lies within the success circle of some train goal (no gap to "snap" across).
+    success_half_angle = math.degrees(2 * math.asin(c.success_radius / (2 * c.goal_radius))) / 2
+    angles = sorted(float(t.params["angle_deg"]) for t in env.train_tasks)
+    gaps = [angles[0], 180.0 - angles[-1]] + [b - a for a, b in zip(angles, angles[1:])]
+    assert max(gaps[:2]) < success_half_angle and max(gaps[2:]) / 2 < success_half_angle
+    assert not dense.sac.td_across_resets and dense.sac.td_sparse_weight == 0
+    assert sparse.sac.td_across_resets and sparse.sac.td_sparse_weight > 0 and sparse.sac.td_reward == "next"
+    assert sparse.model.reward_input == "sparse" and dense.model.reward_input == "dense"
+    assert dataclasses.replace(sparse, sac=dense.sac, model=dense.model) == dense
 
 
 def test_smoke_run_leaves_every_artefact(tmp_path):
