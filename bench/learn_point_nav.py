@@ -51,8 +51,8 @@ def train_variant(name: str, out: str, minutes: float, eval_every: int, seed: in
                                                      ("ac_ratio", "ac_train_ratio"))
              if overrides[flag] is not None}
     stage = "sparse" if reward_input == "sparse" else "dense"
-    cfg = preset_config("point_nav", "small", stage, seed=seed, num_iterations=100_000, eval_interval=eval_every,
-                        checkpoint_interval=eval_every, video_trials=1, **train)
+    cfg = preset_config("point_nav", "small", stage, seed=seed, num_iterations=100_000,
+                        eval_interval=eval_every, checkpoint_interval=eval_every, video_trials=1, **train)
     if overrides.get("train_set"):
         cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, **overrides["train_set"]))
     if overrides.get("sac_set"):
@@ -174,12 +174,12 @@ def main() -> int:
     load_after = os.getloadavg()
 
     from meld_core.media import plot_learning_curves
+    from meld_core.rundir import RunDir
     from meld_core.trainer import evaluate_run
 
     curves, figures = {}, {}
     for n in names:
-        history = out / n / "eval" / "history.jsonl"
-        rows = [json.loads(line) for line in history.read_text().splitlines()] if history.exists() else []
+        rows = RunDir(out / n).eval_history()
         for position in (1, 0):
             curves[f"{n}, episode {position + 1}"] = ([r["counters"]["env_steps"] for r in rows],
                                                       [r["success_per_position"][position] for r in rows])

@@ -89,11 +89,12 @@ def trailing_mean(y: Sequence[float], window: int) -> np.ndarray:
 
 
 def plot_learning_curves(path: Path, curves: dict[str, tuple[Sequence[float], Sequence[float]]],
-                         xlabel: str, ylabel: str, title: str, smooth: int = 1) -> Path:
+                         xlabel: str, ylabel: str, title: str, smooth: int = 1,
+                         target: float | None = None) -> Path:
     """One line per name: curves[name] = (x values, y values).
 
     With `smooth` > 1 the raw points are drawn faint and each line is the trailing mean of `smooth`
-    points (noisy evaluations of few trials).
+    points (noisy evaluations of few trials). `target` draws a dashed horizontal line (e.g. 0.9).
     """
     import matplotlib
 
@@ -108,6 +109,8 @@ def plot_learning_curves(path: Path, curves: dict[str, tuple[Sequence[float], Se
                     label=f"{name} (mean of {smooth})")
         else:
             ax.plot(list(x), list(y), marker="o", markersize=3, label=name)
+    if target is not None:
+        ax.axhline(target, color="0.35", linestyle="--", linewidth=1.0, label=f"target {target:g}")
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_ylim(-0.02, 1.02)

@@ -156,6 +156,39 @@ class RunDir:
         # No fsync: rewritten often, and only a monitor reads it (a stale file after a crash is fine).
         self.write_json(self.progress_path, progress, fsync=False)
 
+    # -- evaluation history (one JSON line per periodic evaluation) ----------------------------
+    @property
+    def eval_history_path(self) -> Path:
+        return self.eval_dir / "history.jsonl"
+
+    def append_eval_record(self, record: dict[str, Any]) -> None:
+        """Append one line; a line cut short by a crash is closed first so the new one stays whole."""
+        path = self.eval_history_path
+        with open(path, "ab") as f:
+            if f.tell() > 0:
+                with open(path, "rb") as tail:
+                    tail.seek(-1, os.SEEK_END)
+                    if tail.read(1) != b"\n":
+                        f.write(b"\n")
+            f.write((json.dumps(record) + "\n").encode("utf-8"))
+
+    def eval_history(self) -> list[dict[str, Any]]:
+        """The periodic evaluations in order; lines a crash cut short are skipped (logged)."""
+        if not self.eval_history_path.is_file():
+            return []
+        records, broken = [], 0
+        for line in self.eval_history_path.read_text(encoding="utf-8").splitlines():
+            if not line.strip():
+                continue
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                broken += 1
+        if broken:
+            logger.warning("%s: skipped %d unreadable line(s) (cut short by a crash?)",
+                           self.eval_history_path, broken)
+        return records
+
     # -- checkpoints ---------------------------------------------------------------------------
     def checkpoint_paths(self) -> list[Path]:
         """Complete checkpoint files, oldest first."""

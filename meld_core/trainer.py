@@ -501,8 +501,7 @@ class Trainer:
                   "reached_per_position": result.reached_per_position,
                   "dense_return_per_position": result.dense_return_per_position,
                   "num_trials": len(result.trials), "final": final}
-        with open(self.run_dir.eval_dir / "history.jsonl", "a", encoding="utf-8") as f:
-            f.write(json.dumps(record) + "\n")
+        self.run_dir.append_eval_record(record)
         if final:
             write_eval_artefacts(result, self.run_dir.eval_dir, fps=self.env.spec.control_hz,
                                  episode_length=self.env.spec.episode_length,

@@ -52,3 +52,14 @@ def test_dangling_latest_pointer(tmp_path):
     (rd.checkpoints_dir / "latest").write_text("ckpt_000000000099.pt\n")
     with pytest.raises(CheckpointError, match="does not exist"):
         rd.latest_checkpoint()
+
+
+def test_eval_history_survives_a_line_cut_short_by_a_crash(tmp_path):
+    rd = RunDir(tmp_path / "run")
+    rd.make_dirs()
+    assert rd.eval_history() == []
+    rd.append_eval_record({"step": 1})
+    with open(rd.eval_history_path, "a", encoding="utf-8") as f:
+        f.write('{"step": 2, "succ')  # SIGKILL mid-write
+    rd.append_eval_record({"step": 3})  # the resumed run's next evaluation
+    assert [r["step"] for r in rd.eval_history()] == [1, 3]
