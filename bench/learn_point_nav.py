@@ -14,8 +14,10 @@ variants fit 2 cores) for a wall-clock budget, evaluating on the 10 held-out goa
   stage-1 run (`--offline-run`, e.g. an earlier bench's `meld_dense`) mixed into its batches.
 
 Afterwards every variant's last checkpoint is meta-tested on all held-out goals for `--rounds`
-rounds; the learning curve (success of each episode of the trial vs env steps, raw and as a
-trailing mean over `--smooth` evaluations) is written to OUT/learning_curve.png and one JSON line
+rounds, and so is its best checkpoint (`best_checkpoint` in the JSON: the one that did best on the
+preset's validation trials on train goals; the held-out goals never choose it); the learning
+curve (success of each episode of the trial vs env steps, raw and as a trailing mean over
+`--smooth` evaluations) is written to OUT/learning_curve.png and one JSON line
 with the figures is printed. Not part of CI.
 """
 
@@ -87,6 +89,12 @@ def train_variant(name: str, out: str, minutes: float, eval_every: int, seed: in
 
     run_training(cfg, Path(out) / name, resume=(Path(out) / name / "config.yaml").exists(), hooks=[Budget()],
                  progress_bars=False)
+
+
+def meta_test_figures(result) -> dict:
+    return {"success_per_position": [round(s, 3) for s in result.success_per_position],
+            "reached_per_position": [round(s, 3) for s in result.reached_per_position],
+            "trials": len(result.trials)}
 
 
 def main() -> int:
@@ -186,13 +194,18 @@ def main() -> int:
         progress = json.loads((out / n / "progress.json").read_text())
         result, _ = evaluate_run(out / n, rounds=args.rounds, video_trials=2)
         figures[n] = {
-            "success_per_position": [round(s, 3) for s in result.success_per_position],
-            "reached_per_position": [round(s, 3) for s in result.reached_per_position],
-            "trials": len(result.trials),
+            **meta_test_figures(result),
             "env_steps": progress["env_steps"], "iterations": progress["iteration"],
             "model_steps": progress["model_steps"], "ac_steps": progress["ac_steps"],
             "best_eval_success_1": max((r["success_per_position"][1] for r in rows), default=None),
         }
+        best = RunDir(out / n).best_info()
+        if best is not None:  # the checkpoint chosen on train tasks; run last, so eval/ shows it
+            result, _ = evaluate_run(out / n, rounds=args.rounds, video_trials=2, checkpoint="best")
+            validation = [round(v, 3) for v in best["validation_success_per_position"]]
+            figures[n]["best_checkpoint"] = {**meta_test_figures(result),
+                                             "env_steps": best["counters"]["env_steps"],
+                                             "validation_success_per_position": validation}
     plot = plot_learning_curves(out / "learning_curve.png", curves, "env steps",
                                 f"success ({args.eval_every}-iteration evals, 10 held-out goals)",
                                 "point_nav: success per episode of the trial", smooth=args.smooth)

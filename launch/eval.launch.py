@@ -30,7 +30,7 @@ ARGUMENTS = [
     ("run_dir", "runs/widowx", "the trained run to meta-test (its eval tasks are the held-out tasks)"),
     ("eval_rounds", "3", "rounds over the held-out tasks (trials per task)"),
     ("episodes_per_trial", "0", "episodes per trial (0 = the run's)"),
-    ("checkpoint", "", "checkpoint file to load (empty = the run's newest)"),
+    ("checkpoint", "", "checkpoint file, or 'best' (best on train-task validation); empty = the newest"),
     ("videos", "2", "trials recorded as MP4 with reward-prediction plots"),
     ("device", "auto", "torch device: auto | cpu | cuda"),
     ("use_sim", "false", "meta-test in the MuJoCo simulation (sim_node) instead of on the robot"),

@@ -188,7 +188,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run-dir", required=True, metavar="DIR", help="run directory made by `meld train`")
     p.add_argument("--episodes-per-trial", type=int, default=None, help="default: the run's E")
     p.add_argument("--rounds", type=int, default=3, help="trials per held-out task")
-    p.add_argument("--checkpoint", metavar="FILE", help="checkpoint file (default: the run's latest)")
+    p.add_argument("--checkpoint", metavar="FILE",
+                   help="checkpoint file, 'best' (best on train-task validation) or 'latest' (default)")
     p.add_argument("--device", choices=("cpu", "cuda", "auto"), default=None)
     p.add_argument("--videos", type=int, default=2, help="trials recorded as MP4 + reward-prediction plot")
     p.add_argument("--stochastic", action="store_true",

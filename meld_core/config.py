@@ -317,6 +317,10 @@ class TrainConfig:
     eval_trials: int = 10  # trials per evaluation, on held-out tasks drawn without replacement (cycled)
     eval_deterministic: bool = True  # act with the policy mean when evaluating (reference samples: False)
     eval_at_start: bool = False  # evaluate the untrained policy first (the reference does)
+    # Trials on train tasks (spread evenly over the list, the same ones each time) run at every
+    # evaluation; the checkpoint whose last episode succeeds most often is kept as checkpoints/best.pt
+    # (ties go to the newer). 0: no validation (the reference). Held-out tasks never pick checkpoints.
+    validation_trials: int = 0
     video_trials: int = 2  # eval trials recorded as MP4 and reward-prediction plot
     checkpoint_interval: int = 25  # checkpoint every this many iterations (and at stop and end)
     keep_checkpoints: int = 3  # newest checkpoints kept on disk
@@ -332,8 +336,8 @@ class TrainConfig:
         for name in ("init_model_train_ratio", "model_train_ratio", "ac_train_ratio"):
             if getattr(self, name) < 0:
                 raise ValueError(f"TrainConfig.{name} must be >= 0, got {getattr(self, name)}")
-        if self.num_iterations < 0 or self.video_trials < 0:
-            raise ValueError("TrainConfig.num_iterations and video_trials must be >= 0")
+        if self.num_iterations < 0 or self.video_trials < 0 or self.validation_trials < 0:
+            raise ValueError("TrainConfig.num_iterations, video_trials and validation_trials must be >= 0")
         if self.stop_model_training_step is not None and self.stop_model_training_step < 0:
             raise ValueError("TrainConfig.stop_model_training_step must be >= 0 or None")
 

@@ -44,7 +44,7 @@ class AgentRunConfig:
     device: str = "auto"  # torch device for the learner: auto | cpu | cuda
     eval_rounds: int = 3  # eval: rounds over the held-out tasks
     eval_episodes_per_trial: int = 0  # eval: episodes per trial (0 = the run's)
-    eval_checkpoint: str = ""  # eval: checkpoint file ("" = the newest)
+    eval_checkpoint: str = ""  # eval: checkpoint file, "best" (best on train-task validation), "" = newest
     eval_videos: int = 2  # eval: trials recorded as MP4 with reward-prediction plots
     robot_name: str = "wx200"  # xs_sdk namespace (/<robot_name>/joint_states)
     joint_names: tuple[str, ...] = ("waist", "shoulder", "elbow", "wrist_angle", "wrist_rotate")  # arm joints

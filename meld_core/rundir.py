@@ -4,7 +4,8 @@
       config.yaml         the full RunConfig (env config, model, sac, replay, train): enough to resume
       tasks.json          the train and held-out task lists (stage 2 checks its offline run against it)
       episodes/           per-task episode files, written atomically as each episode ends (replay.py)
-      checkpoints/        ckpt_<global step>.pt (atomic: temp file + rename), last N kept, `latest` pointer
+      checkpoints/        ckpt_<global step>.pt (atomic: temp file + rename), last N kept, `latest` pointer;
+                          best.pt + best.json: the checkpoint that scored best on train-task validation
       tb/                 TensorBoard scalars
       metrics.csv         the same scalars as CSV (long format: one row per value)
       progress.json       counters and phase, rewritten atomically (for monitors, diagnostics and tests)
@@ -209,6 +210,48 @@ class RunDir:
                 f"{pointer} names {name!r}, which does not exist; point it at one of "
                 f"{[p.name for p in self.checkpoint_paths()] or 'no checkpoints (delete the pointer)'}")
         return path
+
+    @property
+    def best_checkpoint_path(self) -> Path:
+        return self.checkpoints_dir / "best.pt"
+
+    @property
+    def best_info_path(self) -> Path:
+        return self.checkpoints_dir / "best.json"
+
+    def best_info(self) -> dict[str, Any] | None:
+        """What `save_best_checkpoint` recorded with the best checkpoint (None when there is none)."""
+        if not self.best_info_path.is_file() or not self.best_checkpoint_path.is_file():
+            return None
+        return self.read_json(self.best_info_path)
+
+    def save_best_checkpoint(self, state: dict[str, Any], info: dict[str, Any]) -> Path:
+        """Write `state` atomically as checkpoints/best.pt, then `info` (score, counters) as best.json.
+
+        Rotation never deletes it. A crash between the two writes leaves the new best.pt with the old
+        best.json, i.e. a score at most as high as the stored checkpoint's: the next better validation
+        still replaces it.
+        """
+        import torch
+
+        buf = io.BytesIO()
+        torch.save(state, buf)
+        atomic_write_bytes(self.best_checkpoint_path, buf.getvalue())
+        self.write_json(self.best_info_path, info)
+        return self.best_checkpoint_path
+
+    def resolve_checkpoint(self, name: str | os.PathLike[str] | None) -> Path | None:
+        """A checkpoint argument as users give it: None (latest), "best", "latest", or a file path."""
+        if name is None or str(name) == "latest":
+            return None
+        if str(name) == "best":
+            if not self.best_checkpoint_path.is_file():
+                raise CheckpointError(
+                    f"{self.root} has no best checkpoint (checkpoints/best.pt): the run validates on "
+                    "train tasks only when its TrainConfig.validation_trials > 0, from its first "
+                    "evaluation on; use the latest checkpoint instead")
+            return self.best_checkpoint_path
+        return Path(name)
 
     def save_checkpoint(self, state: dict[str, Any], global_step: int, keep: int) -> Path:
         """Write `state` (torch.save-able) atomically, move `latest` to it, keep the newest `keep`."""

@@ -11,6 +11,12 @@ The loop, as the reference runs it (reference notes section 3.1):
    int(env steps x ac_train_ratio) actor-critic steps -> every `eval_interval` iterations evaluate
    on held-out tasks -> every `checkpoint_interval` iterations checkpoint.
 
+Best checkpoint: with `validation_trials > 0`, every evaluation also runs that many trials on train
+tasks, and the checkpoint whose last episode succeeded most often there is kept as
+`checkpoints/best.pt` (`meld eval --checkpoint best`). The policy of a run swings between
+evaluations (a learned search can break and come back within a few hundred gradient steps), so the
+newest checkpoint is not always the one to deploy; held-out tasks are never used to choose.
+
 The `Trainer` is built from factories (environment, agent, replay) and a run directory, so the
 ROS agent node runs this same loop with a ROS-backed `TaskEnv` whose steps wait for the control
 tick: nothing here assumes a fast or in-process environment. Side work hangs on hooks
@@ -126,6 +132,14 @@ def load_run_config(run_dir: RunDir) -> RunConfig:
         raise RunDirError(f"{run_dir.config_path} is not a valid run config: {exc}") from None
 
 
+def validation_tasks(tasks: Sequence[Task], count: int) -> list[Task]:
+    """`count` tasks spread evenly over `tasks` (cycled when count > len(tasks)), the same each time,
+    so that successive checkpoints are compared on the same tasks."""
+    if count <= len(tasks):
+        return [tasks[int(i)] for i in np.linspace(0, len(tasks) - 1, count).round()]
+    return [tasks[i % len(tasks)] for i in range(count)]
+
+
 def task_list(tasks: Sequence[Task]) -> list[dict[str, Any]]:
     return [{"index": t.index, "split": t.split, "params": dict(t.params)} for t in tasks]
 
@@ -164,6 +178,7 @@ class Trainer:
         self._metrics: MetricsLogger | None = None
         self._started = time.monotonic()
         self._status = "created"
+        self._best_score: float | None = None  # validation score of checkpoints/best.pt
 
     # -- control from other threads --------------------------------------------------------------
     def request_stop(self) -> None:
@@ -265,6 +280,9 @@ class Trainer:
         if self.counters.phase == "train" and new > 0:
             # Trials collected after the checkpoint count as iterations whose training was lost.
             self.counters.iteration += new // (E * self.config.train.tasks_to_collect_per_iter)
+        best = self.run_dir.best_info() if self.resume else None
+        if best is not None:
+            self._best_score = float(best["score"])
         if self.resume:
             logger.info("replay on disk: %d episodes, %d env steps (%d newer than the checkpoint)",
                         self.counters.episodes, self.counters.env_steps, max(new, 0))
@@ -488,10 +506,11 @@ class Trainer:
                           self.config.model.reward_input, deterministic=t.eval_deterministic,
                           record_trials=t.video_trials,
                           progress=self.progress_bars)
-        self._status = "running"
         self.counters.evaluations += 1
         self.last_eval = result
         self._log("eval", result.scalars())
+        validation = self._validate() if t.validation_trials > 0 else None
+        self._status = "running"
         out = self.run_dir.eval_dir / f"step_{self.counters.env_steps:09d}"
         overview = trial_overview(self.env, result)
         write_eval_artefacts(result, out, fps=self.env.spec.control_hz,
@@ -501,6 +520,8 @@ class Trainer:
                   "reached_per_position": result.reached_per_position,
                   "dense_return_per_position": result.dense_return_per_position,
                   "num_trials": len(result.trials), "final": final}
+        if validation is not None:
+            record["validation_success_per_position"] = validation.success_per_position
         self.run_dir.append_eval_record(record)
         if final:
             write_eval_artefacts(result, self.run_dir.eval_dir, fps=self.env.spec.control_hz,
@@ -515,9 +536,30 @@ class Trainer:
         self._write_progress()
         return result
 
-    def checkpoint(self) -> Path:
-        """Write an atomic checkpoint of the agent, counters and RNG state now."""
-        state = {
+    def _validate(self) -> EvalResult:
+        """Trials on train tasks; keep checkpoints/best.pt when the last episode did at least as well."""
+        assert self.env is not None
+        t = self.config.train
+        tasks = validation_tasks(self.env.train_tasks, t.validation_trials)
+        result = evaluate(self.agent, self.env, tasks, t.episodes_per_trial, 1,
+                          self.config.model.reward_input, deterministic=t.eval_deterministic)
+        self._log("validation", result.scalars())
+        score = result.success_per_position[-1]
+        if self._best_score is None or score >= self._best_score:
+            self._best_score = score
+            self.run_dir.save_best_checkpoint(self._checkpoint_state(), {
+                "score": score,
+                "metric": f"episode-{t.episodes_per_trial} success on {len(result.trials)} train-task trials",
+                "validation_success_per_position": result.success_per_position,
+                "counters": self.counters.as_dict(),
+                "time": time.time(),
+            })
+            logger.info("best checkpoint so far: validation success %s at %d env steps",
+                        [round(s, 2) for s in result.success_per_position], self.counters.env_steps)
+        return result
+
+    def _checkpoint_state(self) -> dict[str, Any]:
+        return {
             "format": 1,
             "agent": self.agent.state_dict(),
             "counters": self.counters.as_dict(),
@@ -525,7 +567,10 @@ class Trainer:
             "config": dataclasses.asdict(self.config),
             "time": time.time(),
         }
-        path = self.run_dir.save_checkpoint(state, self.counters.global_step,
+
+    def checkpoint(self) -> Path:
+        """Write an atomic checkpoint of the agent, counters and RNG state now."""
+        path = self.run_dir.save_checkpoint(self._checkpoint_state(), self.counters.global_step,
                                             self.config.train.keep_checkpoints)
         for h in self.hooks:
             h.on_checkpoint(self, path)
@@ -570,14 +615,15 @@ def load_run_agent(run_dir: str | Path, *, checkpoint: str | Path | None = None,
                    env_factory: Callable[[RunConfig], TaskEnv] | None = None,
                    ) -> tuple[RunDir, RunConfig, dict[str, Any], TaskEnv, Any]:
     """A run's config, checkpoint state, a fresh env and the agent restored from the checkpoint
-    (default: the run's latest). The caller closes the env."""
+    (a file, "best" (checkpoints/best.pt) or "latest"; default: the run's latest). The caller closes
+    the env."""
     rd = RunDir(run_dir)
     if not rd.exists():
         raise RunDirError(f"{rd.root} is not a meld run directory (no config.yaml)")
     config = load_run_config(rd)
     if device is not None:
         config = dataclasses.replace(config, device=dataclasses.replace(config.device, device=device))
-    state = rd.load_checkpoint(Path(checkpoint) if checkpoint is not None else None)
+    state = rd.load_checkpoint(rd.resolve_checkpoint(checkpoint))
     env = (env_factory or default_env_factory)(config)
     try:
         agent = default_agent_factory(config, env.spec)
@@ -607,7 +653,8 @@ def evaluate_run(run_dir: str | Path, *, episodes_per_trial: int | None = None, 
         summary = write_eval_artefacts(result, rd.eval_dir, fps=env.spec.control_hz,
                                        episode_length=env.spec.episode_length,
                                        extra={"counters": state["counters"], "rounds": rounds,
-                                              "deterministic": det, "source": "meld eval"},
+                                              "deterministic": det, "source": "meld eval",
+                                              "checkpoint": str(checkpoint or "latest")},
                                        overview=trial_overview(env, result))
     finally:
         env.close()

@@ -64,6 +64,14 @@ def test_train_eval_and_bad_run_dirs(tmp_path, capsys):
     summary = json.loads((run / "eval" / "summary.json").read_text())
     assert summary["num_trials"] == 2 and summary["rounds"] == 1
     assert (run / "eval" / "overview.png").is_file() and "overview.png" in result.stdout
+    # the checkpoint that did best on the preset's train-task validation
+    result = Result(capsys, "eval", "--run-dir", str(run), "--rounds", "1", "--videos", "0",
+                    "--checkpoint", "best")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads((run / "eval" / "summary.json").read_text())["checkpoint"] == "best"
+    (run / "checkpoints" / "best.pt").unlink()
+    one_line_error(Result(capsys, "eval", "--run-dir", str(run), "--checkpoint", "best"),
+                   "no best checkpoint")
     # the same directory, another config, with or without --resume
     one_line_error(Result(capsys, "train", "--env", "point_nav", "--preset", "small", "--run-dir", str(run)),
                    "different configuration")

@@ -1,5 +1,7 @@
 """Run directory: atomic files, checkpoints with a `latest` pointer, clear errors."""
 
+from pathlib import Path
+
 import pytest
 
 from meld_core.rundir import CheckpointError, RunDir, atomic_write_text
@@ -63,3 +65,19 @@ def test_eval_history_survives_a_line_cut_short_by_a_crash(tmp_path):
         f.write('{"step": 2, "succ')  # SIGKILL mid-write
     rd.append_eval_record({"step": 3})  # the resumed run's next evaluation
     assert [r["step"] for r in rd.eval_history()] == [1, 3]
+
+
+def test_best_checkpoint_survives_rotation_and_resolves_by_name(tmp_path):
+    rd = RunDir(tmp_path)
+    rd.make_dirs()
+    with pytest.raises(CheckpointError, match="no best checkpoint.*validation_trials"):
+        rd.resolve_checkpoint("best")
+    assert rd.best_info() is None
+    rd.save_best_checkpoint(state(5), {"score": 0.5, "counters": {"env_steps": 5}})
+    for step in (10, 20, 30):
+        rd.save_checkpoint(state(step), step, keep=1)
+    assert [p.name for p in rd.checkpoint_paths()] == ["ckpt_000000000030.pt"]
+    assert rd.best_info()["score"] == 0.5
+    assert rd.load_checkpoint(rd.resolve_checkpoint("best"))["counters"]["env_steps"] == 5
+    assert rd.resolve_checkpoint(None) is None and rd.resolve_checkpoint("latest") is None
+    assert rd.resolve_checkpoint("some/file.pt") == Path("some/file.pt")

@@ -15,7 +15,14 @@ from meld_core.metrics import read_metrics_csv
 from meld_core.presets import UnknownPresetError, preset_config
 from meld_core.replay import ReplayStore
 from meld_core.rundir import RunDir, RunDirError
-from meld_core.trainer import ConfigMismatchError, Trainer, TrainerHooks, run_training
+from meld_core.trainer import (
+    ConfigMismatchError,
+    Trainer,
+    TrainerHooks,
+    evaluate_run,
+    run_training,
+    validation_tasks,
+)
 
 
 def tiny(**train):
@@ -251,3 +258,63 @@ def test_evaluate_reports_reached_at_any_frame_apart_from_final_success():
     assert result.success_per_position == [0.0, 0.0]
     assert result.reached_per_position == [0.0, 1.0]
     assert result.scalars()["reached_1"] == 1.0 and result.summary()["reached_per_position"] == [0.0, 1.0]
+
+
+def test_validation_tasks_spread_over_the_list_and_cycle():
+    tasks = list(range(100))
+    assert validation_tasks(tasks, 5) == [0, 25, 50, 74, 99]
+    assert validation_tasks(tasks, 1) == [0]
+    assert len(set(validation_tasks(tasks, 40))) == 40
+    assert validation_tasks([7, 8, 9], 5) == [7, 8, 9, 7, 8]
+
+
+def scripted_validation(monkeypatch, scores):
+    """Real validation rollouts whose last-episode successes are overwritten by `scores`, in order."""
+    import meld_core.evaluation
+    import meld_core.trainer as trainer_module
+
+    real, queue = meld_core.evaluation.evaluate, list(scores)
+
+    def evaluate(agent, env, tasks, *args, **kwargs):
+        result = real(agent, env, tasks, *args, **kwargs)
+        if tasks[0].split == "train":
+            wins = round(queue.pop(0) * len(result.trials))
+            for k, trial in enumerate(result.trials):
+                trial.episodes[-1].successes[-1] = k < wins
+        return result
+
+    monkeypatch.setattr(trainer_module, "evaluate", evaluate)
+    return queue
+
+
+def test_validation_keeps_the_best_checkpoint_newest_on_ties(tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    left = scripted_validation(monkeypatch, [0.5, 1.0, 0.0, 1.0])
+    cfg = tiny(num_iterations=8, eval_interval=2, validation_trials=2)
+    trainer = run_training(cfg, run, progress_bars=False)
+    assert left == [] and trainer.counters.evaluations == 4
+    rd = RunDir(run)
+    records = rd.eval_history()
+    assert [r["validation_success_per_position"][-1] for r in records] == [0.5, 1.0, 0.0, 1.0]
+    info = rd.best_info()
+    assert info["score"] == 1.0 and info["counters"] == records[3]["counters"]
+    best = rd.load_checkpoint(rd.resolve_checkpoint("best"))
+    assert best["counters"] == info["counters"]
+    tags = {row["tag"] for row in read_metrics_csv(run / "metrics.csv")}
+    assert {"validation/success_0", "validation/success_1"} <= tags
+
+    # A resumed run remembers the best score: a worse validation keeps best.pt, an equal one replaces it.
+    scripted_validation(monkeypatch, [0.5, 1.0])
+    run_training(tiny(num_iterations=12, eval_interval=2, validation_trials=2), run, resume=True,
+                 progress_bars=False)
+    records = RunDir(run).eval_history()
+    assert RunDir(run).best_info()["counters"] == records[-1]["counters"]
+    assert records[-2]["validation_success_per_position"][-1] == 0.5
+
+
+def test_eval_of_the_best_checkpoint(tmp_path):
+    run = tmp_path / "run"
+    run_training(tiny(), run, progress_bars=False)
+    result, summary = evaluate_run(run, rounds=1, video_trials=0, checkpoint="best")
+    assert summary["checkpoint"] == "best" and summary["counters"] == RunDir(run).best_info()["counters"]
+    assert len(result.trials) == 2
