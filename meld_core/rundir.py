@@ -33,6 +33,15 @@ logger = logging.getLogger(__name__)
 _CKPT_RE = re.compile(r"^ckpt_(\d{12})\.pt$")
 
 
+def _save_state(path: Path, state: dict[str, Any]) -> None:
+    """torch.save `state` to `path` atomically."""
+    import torch
+
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
 class RunDirError(RuntimeError):
     """The run directory cannot be used as asked (it holds another run, is missing, ...)."""
 
@@ -232,11 +241,7 @@ class RunDir:
         best.json, i.e. a score at most as high as the stored checkpoint's: the next better validation
         still replaces it.
         """
-        import torch
-
-        buf = io.BytesIO()
-        torch.save(state, buf)
-        atomic_write_bytes(self.best_checkpoint_path, buf.getvalue())
+        _save_state(self.best_checkpoint_path, state)
         self.write_json(self.best_info_path, info)
         return self.best_checkpoint_path
 
@@ -255,12 +260,8 @@ class RunDir:
 
     def save_checkpoint(self, state: dict[str, Any], global_step: int, keep: int) -> Path:
         """Write `state` (torch.save-able) atomically, move `latest` to it, keep the newest `keep`."""
-        import torch
-
-        buf = io.BytesIO()
-        torch.save(state, buf)
         path = self.checkpoints_dir / f"ckpt_{global_step:012d}.pt"
-        atomic_write_bytes(path, buf.getvalue())
+        _save_state(path, state)
         atomic_write_text(self.checkpoints_dir / "latest", path.name + "\n")
         for old in self.checkpoint_paths()[:-keep]:
             if old != path:
