@@ -5,8 +5,9 @@
 
 For every checkpoint file (oldest first; keep them all with `--train-set keep_checkpoints=100000` in
 bench/learn_point_nav.py, or pass `--checkpoints DIR` with copies), run the trainer's validation
-(`TrainConfig.validation_trials` trials on train tasks spread evenly over the list, policy mean;
-`--validation-trials` overrides) and a meta-test on the held-out tasks (`--test-rounds` rounds). One
+(`TrainConfig.validation_trials` trials on train tasks spread evenly over the list, acting as the
+run's evaluations do; `--validation-trials` overrides) and a meta-test on the held-out tasks
+(`--test-rounds` rounds). One
 JSON line per checkpoint goes to `--out` (a rerun skips the checkpoints already there). Then the
 trainer's best-checkpoint rule (highest last-episode validation success, ties to the newer) is
 replayed over the scanned checkpoints, and one JSON line is printed: the checkpoint it picks with
@@ -58,7 +59,7 @@ def main() -> int:
     rows = [json.loads(line) for line in out.read_text().splitlines() if line.strip()] if out.exists() else []
     done = {r["ckpt"] for r in rows}
     n_val = args.validation_trials or cfg.train.validation_trials or 40
-    E = cfg.train.episodes_per_trial
+    E, det = cfg.train.episodes_per_trial, cfg.train.eval_deterministic  # as Trainer._validate and meld eval
     val_tasks = validation_tasks(env.train_tasks, n_val)
     try:
         for path in files:
@@ -67,9 +68,9 @@ def main() -> int:
             state = rd.load_checkpoint(path)
             agent.load_state_dict(state["agent"])
             torch.manual_seed(0)  # the same filter noise for every checkpoint
-            val = evaluate(agent, env, val_tasks, E, 1, cfg.model.reward_input, deterministic=True)
+            val = evaluate(agent, env, val_tasks, E, 1, cfg.model.reward_input, deterministic=det)
             test = evaluate(agent, env, list(env.eval_tasks), E, args.test_rounds, cfg.model.reward_input,
-                            deterministic=True)
+                            deterministic=det)
             row = {"ckpt": path.name, "env_steps": state["counters"]["env_steps"],
                    "val": val.success_per_position, "val_reached": val.reached_per_position,
                    "test": test.success_per_position}
