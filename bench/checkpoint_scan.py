@@ -46,8 +46,8 @@ def main() -> int:
     import torch
 
     torch.set_num_threads(1)
-    from meld_core.evaluation import evaluate
-    from meld_core.trainer import load_run_agent, validation_tasks
+    from meld_core.train.evaluation import evaluate
+    from meld_core.train.trainer import load_run_agent, validation_tasks
 
     rd, cfg, _, env, agent = load_run_agent(args.run_dir)
     folder = Path(args.checkpoints) if args.checkpoints else rd.checkpoints_dir
@@ -89,7 +89,7 @@ def main() -> int:
             best = r
     steps = np.array([r["env_steps"] for r in rows])
     if args.plot:
-        from meld_core.media import plot_learning_curves
+        from meld_core.train.media import plot_learning_curves
 
         plot_learning_curves(Path(args.plot), {f"validation ({n_val} train-task trials)": (steps, val),
                                                f"held-out ({args.test_rounds * len(env.eval_tasks)} trials)":

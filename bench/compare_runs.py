@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from meld_core.media import plot_learning_curves
-from meld_core.rundir import RunDir
+from meld_core.train.media import plot_learning_curves
+from meld_core.train.rundir import RunDir
 
 
 def pooled(steps: np.ndarray, success: np.ndarray, window: int) -> list[tuple[int, int, float, int]]:

@@ -25,7 +25,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from learner_throughput import SIZES  # noqa: E402
 
-from meld_core.agent import MeldAgent  # noqa: E402
+from meld_core.algo.agent import MeldAgent  # noqa: E402
 from meld_core.config import DeviceConfig  # noqa: E402
 
 

@@ -45,8 +45,8 @@ def train_variant(name: str, out: str, minutes: float, eval_every: int, seed: in
     import torch
 
     torch.set_num_threads(1)
-    from meld_core.presets import preset_config
-    from meld_core.trainer import TrainerHooks, run_training
+    from meld_core.config.presets import preset_config
+    from meld_core.train.trainer import TrainerHooks, run_training
 
     reward_input, reward_target = VARIANTS[name]
     train = {key: overrides[flag] for flag, key in (("model_ratio", "model_train_ratio"),
@@ -181,9 +181,9 @@ def main() -> int:
     train_wall = time.monotonic() - t0
     load_after = os.getloadavg()
 
-    from meld_core.media import plot_learning_curves
-    from meld_core.rundir import RunDir
-    from meld_core.trainer import evaluate_run
+    from meld_core.train.media import plot_learning_curves
+    from meld_core.train.rundir import RunDir
+    from meld_core.train.trainer import evaluate_run
 
     curves, figures = {}, {}
     for n in names:

@@ -24,9 +24,9 @@ import time
 import numpy as np
 import torch
 
-from meld_core.agent import MeldAgent
+from meld_core.algo.agent import MeldAgent
+from meld_core.algo.replay import ReplayStore, TrialBatch
 from meld_core.config import DeviceConfig, ModelConfig, ReplayConfig, SACConfig
-from meld_core.replay import ReplayStore, TrialBatch
 from meld_core.testing.core_fakes import random_episode
 
 SIZES = {

@@ -17,9 +17,9 @@ import time
 
 import numpy as np
 
-from meld_core.envs.remote import RemoteEnvConfig, RemoteRobotEnv
+from meld_core.bridge.agent_run import family_facts, insertion_reward_fn
+from meld_core.bridge.remote_env import RemoteEnvConfig, RemoteRobotEnv
 from meld_core.envs.widowx_insertion import WidowXInsertionConfig, WidowXInsertionEnv
-from meld_core.remote_run import family_facts, insertion_reward_fn
 from meld_core.testing.sim_graph import SimGraphLink
 
 

@@ -49,10 +49,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
     """Meta-train (or resume) a run; Ctrl-C stops cleanly after the running episode with a checkpoint."""
     import signal
 
+    from meld_core.config.presets import UnknownPresetError, preset_config
     from meld_core.envs.registry import UnknownEnvError
-    from meld_core.presets import UnknownPresetError, preset_config
-    from meld_core.rundir import CheckpointError, RunDir, RunDirError
-    from meld_core.trainer import load_run_config, run_training
+    from meld_core.train.rundir import CheckpointError, RunDir, RunDirError
+    from meld_core.train.trainer import load_run_config, run_training
 
     rd = RunDir(args.run_dir)
     overrides = {k: v for k, v in (("num_iterations", args.iterations), ("seed", args.seed)) if v is not None}
@@ -103,8 +103,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 def _cmd_eval(args: argparse.Namespace) -> int:
     """Meta-test a run's checkpoint on its held-out tasks and print the success table."""
-    from meld_core.rundir import CheckpointError, RunDirError
-    from meld_core.trainer import evaluate_run
+    from meld_core.train.rundir import CheckpointError, RunDirError
+    from meld_core.train.trainer import evaluate_run
 
     try:
         result, summary = evaluate_run(args.run_dir, episodes_per_trial=args.episodes_per_trial,

@@ -1,12 +1,12 @@
-"""The learner and actor: `meld_core.trainer` on the robot (or the simulated robot) through ROS.
+"""The learner and actor: `meld_core.train.trainer` on the robot (or the simulated robot) through ROS.
 
     ros2 run meld_ros agent_node --ros-args -p mode:=train -p run_dir:=runs/widowx -p preset:=small
     ros2 run meld_ros agent_node --ros-args -p mode:=eval -p run_dir:=runs/widowx -p eval_rounds:=3
 
-Train mode calls `meld_core.trainer.run_training` (the loop behind `meld train`, same run
+Train mode calls `meld_core.train.trainer.run_training` (the loop behind `meld train`, same run
 directory: config.yaml, episodes/, checkpoints/, tb/, eval/), eval mode calls
-`meld_core.trainer.evaluate_run` (behind `meld eval`), both with a TaskEnv over ROS
-(`meld_core.envs.remote.RemoteRobotEnv` + `meld_ros.ros_env.RosRobotLink`). The trainer runs in
+`meld_core.train.trainer.evaluate_run` (behind `meld eval`), both with a TaskEnv over ROS
+(`meld_core.bridge.remote_env.RemoteRobotEnv` + `meld_ros.ros_env.RosRobotLink`). The trainer runs in
 its own thread, started once the executor spins; ROS callbacks run in a MultiThreadedExecutor with
 explicit callback groups (inputs reentrant, service clients and diagnostics separate).
 SIGINT/SIGTERM asks the trainer to stop after the running episode (it checkpoints), while the
@@ -27,9 +27,9 @@ from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 from std_msgs.msg import String
 
-from meld_core.diagnostics import DiagLevel, DiagStatus
-from meld_core.envs.remote import RemoteEnvConfig
-from meld_core.remote_run import AgentRunConfig, remote_env_factory, training_config
+from meld_core.bridge.agent_run import AgentRunConfig, remote_env_factory, training_config
+from meld_core.bridge.remote_env import RemoteEnvConfig
+from meld_core.hardware.diagnostics import DiagLevel, DiagStatus
 from meld_ros.common import declare_config, diagnostic_array, to_diagnostic
 from meld_ros.ros_env import RosRobotLink
 
@@ -123,7 +123,7 @@ class AgentNode(Node):
         )
 
     def _run(self) -> None:
-        from meld_core.trainer import evaluate_run, run_training
+        from meld_core.train.trainer import evaluate_run, run_training
 
         cfg = self.config
         log = self.get_logger()

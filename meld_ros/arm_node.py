@@ -7,7 +7,7 @@ empty name list means the arm group's order) and `/<robot>/joint_states`; publis
 interbotix_xs_msgs/JointGroupCommand on `/<robot>/commands/joint_group` once the `arm` group is in
 velocity mode (requested through `/<robot>/set_operating_modes` at start-up). Services
 `/meld/arm/home` and `/meld/arm/stop` (std_srvs/Trigger). All behaviour (filtering, deadman, home
-servo, stop latch, counters) is `meld_core.robot.arm_bridge.ArmBridge`; this node only wires it.
+servo, stop latch, counters) is `meld_core.bridge.arm_bridge.ArmBridge`; this node only wires it.
 On exit (SIGINT/SIGTERM) it publishes zero velocity before shutting down.
 """
 
@@ -23,7 +23,7 @@ from rclpy.node import Node
 from sensor_msgs.msg import JointState
 from std_srvs.srv import Trigger
 
-from meld_core.robot.arm_bridge import ArmBridge, ArmBridgeConfig, ArmBridgeError
+from meld_core.bridge.arm_bridge import ArmBridge, ArmBridgeConfig, ArmBridgeError
 from meld_ros.common import declare_config, diagnostic_array, now_seconds, run_node, to_diagnostic
 
 

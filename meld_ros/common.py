@@ -1,7 +1,7 @@
 """Helpers every meld_ros node shares: config parameters, diagnostics, stamps, and `main()`.
 
 Nothing here has behaviour worth testing apart from ROS itself: the parameter rows come from
-`meld_core.paramspec`, the diagnostic records from `meld_core.diagnostics`.
+`meld_core.bridge.paramspec`, the diagnostic records from `meld_core.hardware.diagnostics`.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, Si
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
-from meld_core.diagnostics import DiagStatus
-from meld_core.node_params import NODE_PARAMS, configs_from_params
+from meld_core.bridge.node_params import NODE_PARAMS, configs_from_params
+from meld_core.hardware.diagnostics import DiagStatus
 
 _ROS_TYPES = {
     "bool": Parameter.Type.BOOL,
@@ -32,7 +32,7 @@ _ROS_TYPES = {
 
 
 def declare_config(node: Node, executable: str, overrides: dict | None = None) -> list:
-    """Declare the node's parameters (`meld_core.node_params.NODE_PARAMS[executable]`: one read-only
+    """Declare the node's parameters (`meld_core.bridge.node_params.NODE_PARAMS[executable]`: one read-only
     parameter per config field, described by the field's comment) and build the config dataclasses.
 
     This is the single place where a node's ROS parameters become its config. `overrides`

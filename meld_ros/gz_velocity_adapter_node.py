@@ -6,7 +6,7 @@ Answers `/<robot>/set_operating_modes` (group velocity mode only) and forwards
 `/<robot>/commands/joint_group` (interbotix_xs_msgs/JointGroupCommand) to the controller's
 std_msgs/Float64MultiArray command topic, and relays /joint_states to /<robot>/joint_states, so
 arm_node runs unchanged against Gazebo.
-Conversion rules: `meld_core.robot.gz_adapter.GzAdapter`.
+Conversion rules: `meld_core.bridge.gz_adapter.GzAdapter`.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from rclpy.node import Node
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray
 
-from meld_core.robot.gz_adapter import GzAdapter, GzAdapterConfig
+from meld_core.bridge.gz_adapter import GzAdapter, GzAdapterConfig
 from meld_ros.common import declare_config, run_node
 
 

@@ -1,6 +1,6 @@
-"""`RosRobotLink`: the `meld_core.envs.remote.RobotLink` of the agent node, over rclpy.
+"""`RosRobotLink`: the `meld_core.bridge.remote_env.RobotLink` of the agent node, over rclpy.
 
-The TaskEnv itself (`meld_core.envs.remote.RemoteRobotEnv`: 3.3 Hz tick schedule, staleness
+The TaskEnv itself (`meld_core.bridge.remote_env.RemoteRobotEnv`: 3.3 Hz tick schedule, staleness
 checks, image preprocessing, rewards from forward kinematics) has no ROS in it; this class only
 keeps the newest message of every input and turns commands into messages and service calls:
 
@@ -30,8 +30,8 @@ from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Bool, String
 from std_srvs.srv import Trigger
 
-from meld_core.envs.remote import RobotTimeoutError
-from meld_core.robot.arm_bridge import ArmBridgeError, reorder
+from meld_core.bridge.arm_bridge import ArmBridgeError, reorder
+from meld_core.bridge.remote_env import RobotTimeoutError
 from meld_ros.common import now_seconds, stamp_to_seconds
 from meld_ros.reset_rig_node import fill_pose, read_pose
 

@@ -6,7 +6,7 @@ Stands in for xs_sdk (`/<robot>/joint_states`, `/<robot>/commands/joint_group`,
 `/<robot>/set_operating_modes`, `/<robot>/torque_enable`, `/<robot>/get_robot_info`), the two
 cameras (`/meld/scene/image_raw`, `/meld/wrist/image_raw`, sensor-data QoS) and the reset rig
 (`/meld/rig/goal_pose`, `/meld/rig/pose`, `/meld/rig/state`, `/meld/rig/home`, `/meld/rig/stop`),
-so arm_node and agent_node run unchanged. Behaviour lives in `meld_core.envs.sim_robot.SimRobot`;
+so arm_node and agent_node run unchanged. Behaviour lives in `meld_core.bridge.sim_robot.SimRobot`;
 physics advances one control period per tick of the environment's control rate, holding the last
 velocity like the servos do. The node spins in a single thread: the simulation is not thread-safe
 and MuJoCo's EGL rendering context is bound to the thread that created it.
@@ -25,7 +25,7 @@ from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
-from meld_core.envs.sim_robot import SimRobot, SimRobotConfig, sim_env_overrides
+from meld_core.bridge.sim_robot import SimRobot, SimRobotConfig, sim_env_overrides
 from meld_ros.common import declare_config, now_seconds, run_node
 from meld_ros.reset_rig_node import fill_pose, read_pose
 

@@ -13,7 +13,7 @@ from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.node import Node
 from std_msgs.msg import Bool
 
-from meld_core.diagnostics import DiagLevel, DiagStatus
+from meld_core.hardware.diagnostics import DiagLevel, DiagStatus
 from meld_core.hardware.link_state import LinkStateConfig, LinkStateError, LinkStateMonitor
 from meld_ros.common import declare_config, diagnostic_array, run_node, to_diagnostic
 

@@ -9,9 +9,9 @@ import pytest
 pytest.importorskip("mujoco")
 pytest.importorskip("meld_core.envs.widowx_insertion")
 
+from meld_core.bridge.agent_run import AgentRunConfig, remote_env_factory, training_config  # noqa: E402
+from meld_core.bridge.remote_env import RemoteEnvConfig  # noqa: E402
 from meld_core.envs.registry import env_names  # noqa: E402
-from meld_core.envs.remote import RemoteEnvConfig  # noqa: E402
-from meld_core.remote_run import AgentRunConfig, remote_env_factory, training_config  # noqa: E402
 from meld_core.testing.sim_graph import SimGraphLink  # noqa: E402
 from meld_core.testing.widowx_smoke import smoke_run_config, write_smoke_config  # noqa: E402
 
@@ -36,7 +36,7 @@ def test_training_config_from_a_yaml_file(tmp_path):
 
 def test_one_training_iteration_over_the_robot_task_env(tmp_path):
     from meld_core.envs.widowx_insertion import WidowXInsertionEnv
-    from meld_core.trainer import run_training
+    from meld_core.train.trainer import run_training
 
     config = smoke_run_config(iterations=1)
     sim = WidowXInsertionEnv(config.build_env_config(), seed=0)

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from meld_core.diagnostics import DiagLevel
-from meld_core.robot.arm_bridge import ArmBridge, ArmBridgeConfig, ArmBridgeError, Mode, reorder
+from meld_core.bridge.arm_bridge import ArmBridge, ArmBridgeConfig, ArmBridgeError, Mode, reorder
+from meld_core.hardware.diagnostics import DiagLevel
 from meld_core.robot.kinematics import WidowXKinematics
 from meld_core.robot.safety import SafetyConfig, SafetyFilter
 

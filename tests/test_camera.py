@@ -6,7 +6,6 @@ import cv2
 import numpy as np
 import pytest
 
-from meld_core.diagnostics import DiagLevel
 from meld_core.hardware.camera import (
     Camera,
     CameraConfig,
@@ -15,6 +14,7 @@ from meld_core.hardware.camera import (
     OpenCVCamera,
     source_kind,
 )
+from meld_core.hardware.diagnostics import DiagLevel
 from meld_core.testing.fake_camera import FakeCamera
 
 

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from meld_core.agent import MeldAgent
+from meld_core.algo.agent import MeldAgent
+from meld_core.algo.replay import ReplayStore, stack_trials
+from meld_core.algo.sac import Transitions
 from meld_core.config import DeviceConfig, ReplayConfig
-from meld_core.replay import ReplayStore, stack_trials
-from meld_core.sac import Transitions
 from meld_core.testing.core_fakes import random_episode, tiny_model_config, tiny_sac_config
 
 SHAPE = (32, 32, 3)

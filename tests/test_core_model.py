@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
+from meld_core.algo.model import LatentModel, model_parameter_counts
 from meld_core.config import ModelConfig
-from meld_core.model import LatentModel, model_parameter_counts
 from meld_core.testing.core_fakes import tiny_model_config
 
 
@@ -54,7 +54,7 @@ def test_parameter_counts_of_the_reference_model(capsys):
 
 
 def test_image_likelihood_is_the_normal_density():
-    from meld_core.model import fixed_std_normal_log_prob
+    from meld_core.algo.model import fixed_std_normal_log_prob
 
     mean, target = torch.randn(3, 3, 8, 4), torch.rand(3, 3, 8, 4)
     expected = torch.distributions.Normal(mean, 0.1**0.5).log_prob(target).sum((1, 2, 3))

@@ -5,8 +5,8 @@ import logging
 import numpy as np
 import pytest
 
+from meld_core.algo.replay import Episode, ReplayStore
 from meld_core.config import ReplayConfig
-from meld_core.replay import Episode, ReplayStore
 from meld_core.testing.core_fakes import random_episode
 
 SHAPE = (16, 16, 3)
@@ -49,7 +49,7 @@ def test_truncated_file_is_skipped_with_a_warning(tmp_path, caplog):
     victim.write_bytes(victim.read_bytes()[: victim.stat().st_size // 2])  # a crash mid-write
     (tmp_path / "task_000" / "ep_00000009.npz").write_bytes(b"")  # an empty file
     (tmp_path / "task_000" / ".ep_00000010.npz.tmp").write_bytes(b"partial")  # an interrupted write
-    with caplog.at_level(logging.WARNING, logger="meld_core.replay"):
+    with caplog.at_level(logging.WARNING, logger="meld_core.algo.replay"):
         back = ReplayStore.load(cfg, 1, tmp_path)
     assert back.total_episodes == 2
     assert [e.episode_id for e in back.episodes(0)] == [0, 2]

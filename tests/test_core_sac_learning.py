@@ -6,8 +6,8 @@ the latent model or the belief.
 
 import torch
 
+from meld_core.algo.sac import SAC, Transitions
 from meld_core.config import SACConfig
-from meld_core.sac import SAC, Transitions
 
 
 def test_sac_learns_a_contextual_bandit():

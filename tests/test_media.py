@@ -1,9 +1,9 @@
-"""Plots and helpers of meld_core.media."""
+"""Plots and helpers of meld_core.train.media."""
 
 import numpy as np
 import pytest
 
-from meld_core.media import plot_learning_curves, trailing_mean
+from meld_core.train.media import plot_learning_curves, trailing_mean
 
 
 def test_trailing_mean_averages_each_point_with_the_ones_before_it():

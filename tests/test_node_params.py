@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from meld_core.node_params import NODE_PARAMS, configs_from_params, flatten_yaml_params
-from meld_core.paramspec import ParamError, config_from_params, param_specs, ros_parameters_of
+from meld_core.bridge.node_params import NODE_PARAMS, configs_from_params, flatten_yaml_params
+from meld_core.bridge.paramspec import ParamError, config_from_params, param_specs, ros_parameters_of
 
 ROOT = Path(__file__).resolve().parents[1]
 

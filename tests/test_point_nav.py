@@ -112,8 +112,8 @@ def test_registry():
 
 def test_trial_overview_draws_one_tile_per_task_with_each_episode_path(tmp_path):
     """Evaluation writes overview.png: per task the goal and each episode's path in its colour."""
-    from meld_core.evaluation import EvalResult, trial_overview, write_eval_artefacts
-    from meld_core.rollout import run_trial
+    from meld_core.train.evaluation import EvalResult, trial_overview, write_eval_artefacts
+    from meld_core.train.rollout import run_trial
 
     env = PointNavEnv(PointNavConfig(num_eval_tasks=3, video_size=96))
     rng = np.random.default_rng(0)

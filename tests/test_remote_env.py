@@ -3,8 +3,7 @@
 import numpy as np
 import pytest
 
-from meld_core.envs.base import Task, TaskEnv
-from meld_core.envs.remote import (
+from meld_core.bridge.remote_env import (
     RemoteEnvConfig,
     RemoteRobotEnv,
     RobotLink,
@@ -12,6 +11,7 @@ from meld_core.envs.remote import (
     StaleInputError,
     crop_and_resize,
 )
+from meld_core.envs.base import Task, TaskEnv
 from meld_core.testing.fake_robot_link import FakeRobotLink
 
 TRAIN = [

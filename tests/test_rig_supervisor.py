@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from meld_core.diagnostics import DiagLevel
+from meld_core.hardware.diagnostics import DiagLevel
 from meld_core.hardware.rig_supervisor import (
     RigNodeConfig,
     RigState,

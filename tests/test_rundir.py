@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from meld_core.rundir import CheckpointError, RunDir, atomic_write_text
+from meld_core.train.rundir import CheckpointError, RunDir, atomic_write_text
 
 
 def state(step):

@@ -7,9 +7,9 @@ import pytest
 pytest.importorskip("mujoco")
 pytest.importorskip("meld_core.envs.widowx_insertion")
 
-from meld_core.envs.remote import RemoteEnvConfig, RemoteRobotEnv  # noqa: E402
+from meld_core.bridge.agent_run import family_facts, insertion_reward_fn  # noqa: E402
+from meld_core.bridge.remote_env import RemoteEnvConfig, RemoteRobotEnv  # noqa: E402
 from meld_core.envs.widowx_insertion import WidowXInsertionConfig, WidowXInsertionEnv  # noqa: E402
-from meld_core.remote_run import family_facts, insertion_reward_fn  # noqa: E402
 from meld_core.testing.sim_graph import SimGraphLink  # noqa: E402
 
 pytestmark = pytest.mark.render

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from meld_core.envs.sim_robot import SimRobot, SimRobotConfig, sim_env_overrides
-from meld_core.robot.gz_adapter import GzAdapter, GzAdapterConfig
+from meld_core.bridge.gz_adapter import GzAdapter, GzAdapterConfig
+from meld_core.bridge.sim_robot import SimRobot, SimRobotConfig, sim_env_overrides
 
 
 class FakeEnv:

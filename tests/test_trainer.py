@@ -8,14 +8,14 @@ import threading
 import numpy as np
 import pytest
 
+from meld_core.algo.replay import ReplayStore
 from meld_core.config import RunConfig, config_from_dict
+from meld_core.config.presets import UnknownPresetError, preset_config
 from meld_core.envs.point_nav import PointNavConfig, PointNavEnv
-from meld_core.evaluation import evaluate
-from meld_core.metrics import read_metrics_csv
-from meld_core.presets import UnknownPresetError, preset_config
-from meld_core.replay import ReplayStore
-from meld_core.rundir import RunDir, RunDirError
-from meld_core.trainer import (
+from meld_core.train.evaluation import evaluate
+from meld_core.train.metrics import read_metrics_csv
+from meld_core.train.rundir import RunDir, RunDirError
+from meld_core.train.trainer import (
     ConfigMismatchError,
     Trainer,
     TrainerHooks,
@@ -270,10 +270,10 @@ def test_validation_tasks_spread_over_the_list_and_cycle():
 
 def scripted_validation(monkeypatch, scores):
     """Real validation rollouts whose last-episode successes are overwritten by `scores`, in order."""
-    import meld_core.evaluation
-    import meld_core.trainer as trainer_module
+    import meld_core.train.evaluation
+    import meld_core.train.trainer as trainer_module
 
-    real, queue = meld_core.evaluation.evaluate, list(scores)
+    real, queue = meld_core.train.evaluation.evaluate, list(scores)
 
     def evaluate(agent, env, tasks, *args, **kwargs):
         result = real(agent, env, tasks, *args, **kwargs)

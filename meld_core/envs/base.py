@@ -1,6 +1,6 @@
 """The `TaskEnv` protocol: what the training loop sees of a robot, simulated or real.
 
-One training loop (`meld_core.trainer`) runs against any `TaskEnv`: the in-process simulations in
+One training loop (`meld_core.train.trainer`) runs against any `TaskEnv`: the in-process simulations in
 this package and the ROS environment in `meld_ros.ros_env`. An environment only does physics (or
 talks to hardware); replay writes, logging and checkpoints hang on the trainer's hooks.
 

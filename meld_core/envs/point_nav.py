@@ -212,7 +212,7 @@ class PointNavEnv:
         success circle and the path of every episode (first blue, second red, later ones grey);
         the caption gives the goal angle and, per episode, S (success at the last frame), r
         (reached earlier) or - (missed). Paths come from the per-frame `x`, `y` info."""
-        from meld_core.media import annotate
+        from meld_core.train.media import annotate
 
         size = self.config.video_size
         first: dict[tuple[str, int], Any] = {}

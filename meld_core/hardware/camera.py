@@ -23,7 +23,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from meld_core.diagnostics import DiagLevel, DiagStatus
+from meld_core.hardware.diagnostics import DiagLevel, DiagStatus
 
 log = logging.getLogger(__name__)
 

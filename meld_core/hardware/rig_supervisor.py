@@ -29,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
-from meld_core.diagnostics import DiagLevel, DiagStatus
+from meld_core.hardware.diagnostics import DiagLevel, DiagStatus
 
 log = logging.getLogger(__name__)
 

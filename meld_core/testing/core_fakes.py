@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from meld_core.algo.replay import Episode
 from meld_core.config import ModelConfig, SACConfig
-from meld_core.replay import Episode
 
 
 def tiny_model_config(image_shape: tuple[int, int, int] = (32, 32, 3), **overrides) -> ModelConfig:

@@ -15,7 +15,7 @@ import numpy as np
 
 
 class FakeRobotLink:
-    """Implements `meld_core.envs.remote.RobotLink`."""
+    """Implements `meld_core.bridge.remote_env.RobotLink`."""
 
     def __init__(
         self,
@@ -100,7 +100,7 @@ class FakeRobotLink:
         self.qdot = np.zeros_like(self.qdot)
 
     def home_arm(self, timeout_s: float) -> None:
-        from meld_core.envs.remote import RobotTimeoutError
+        from meld_core.bridge.remote_env import RobotTimeoutError
 
         self.qdot = np.zeros_like(self.qdot)
         if self.fail_home:

@@ -17,13 +17,13 @@ import math
 
 import numpy as np
 
-from meld_core.envs.remote import RobotTimeoutError
-from meld_core.envs.sim_robot import SimEnvLike, SimRobot, SimRobotConfig
-from meld_core.robot.arm_bridge import ArmBridge, ArmBridgeConfig
+from meld_core.bridge.arm_bridge import ArmBridge, ArmBridgeConfig
+from meld_core.bridge.remote_env import RobotTimeoutError
+from meld_core.bridge.sim_robot import SimEnvLike, SimRobot, SimRobotConfig
 
 
 class SimGraphLink:
-    """Implements `meld_core.envs.remote.RobotLink` over SimRobot + ArmBridge."""
+    """Implements `meld_core.bridge.remote_env.RobotLink` over SimRobot + ArmBridge."""
 
     def __init__(
         self,

@@ -292,7 +292,7 @@ def config_from_dict(cls: type, d: Mapping[str, Any], *, _where: str | None = No
 
 
 # ---------------------------------------------------------------------------------------------
-# Training configuration (owner: trainer). Presets live in meld_core/presets.py.
+# Training configuration (owner: trainer). Presets live in meld_core/config/presets.py.
 # ---------------------------------------------------------------------------------------------
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from meld_core.robot.arm_bridge import ARM_JOINTS
+from meld_core.bridge.arm_bridge import ARM_JOINTS
 
 
 @dataclass(frozen=True)

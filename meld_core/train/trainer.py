@@ -46,13 +46,13 @@ from typing import Any
 
 import numpy as np
 
+from meld_core.algo.replay import Episode, ReplayStore
 from meld_core.config import RunConfig, config_from_dict
 from meld_core.envs.base import EnvSpec, Task, TaskEnv
-from meld_core.evaluation import EvalResult, evaluate, trial_overview, write_eval_artefacts
-from meld_core.metrics import MetricsLogger
-from meld_core.replay import Episode, ReplayStore
-from meld_core.rollout import EpisodeData, run_trial
-from meld_core.rundir import CheckpointError, RunDir, RunDirError
+from meld_core.train.evaluation import EvalResult, evaluate, trial_overview, write_eval_artefacts
+from meld_core.train.metrics import MetricsLogger
+from meld_core.train.rollout import EpisodeData, run_trial
+from meld_core.train.rundir import CheckpointError, RunDir, RunDirError
 
 logger = logging.getLogger(__name__)
 
@@ -113,7 +113,7 @@ class TrainerHooks:
 
 def default_agent_factory(config: RunConfig, spec: EnvSpec) -> Any:
     """A `MeldAgent` for `config` on the device it names."""
-    from meld_core.agent import MeldAgent
+    from meld_core.algo.agent import MeldAgent
 
     return MeldAgent(config.model, config.sac, spec.action_dim, device=config.device, seed=config.train.seed)
 

@@ -37,10 +37,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from meld_core.algo.model import FilterState, LatentModel, count_parameters, model_parameter_counts
+from meld_core.algo.replay import TorchTrialBatch, TrialBatch
+from meld_core.algo.sac import SAC, Transitions
 from meld_core.config import DeviceConfig, ModelConfig, SACConfig
-from meld_core.model import FilterState, LatentModel, count_parameters, model_parameter_counts
-from meld_core.replay import TorchTrialBatch, TrialBatch
-from meld_core.sac import SAC, Transitions
 
 log = logging.getLogger(__name__)
 

@@ -32,7 +32,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from meld_core.diagnostics import DiagLevel, DiagStatus
+from meld_core.hardware.diagnostics import DiagLevel, DiagStatus
 from meld_core.robot.safety import Deadman
 
 log = logging.getLogger(__name__)

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from meld_core.paramspec import ParamError, ParamSpec, config_from_params, param_specs
+from meld_core.bridge.paramspec import ParamError, ParamSpec, config_from_params, param_specs
 
 
 @dataclass(frozen=True)
@@ -35,16 +35,16 @@ class ParamGroup:
 
 NODE_PARAMS: dict[str, tuple[ParamGroup, ...]] = {
     "camera_node": (ParamGroup("meld_core.hardware.camera:CameraConfig"),),
-    "arm_node": (ParamGroup("meld_core.robot.arm_bridge:ArmBridgeConfig"),),
+    "arm_node": (ParamGroup("meld_core.bridge.arm_bridge:ArmBridgeConfig"),),
     "reset_rig_node": (ParamGroup("meld_core.hardware.rig_supervisor:RigNodeConfig"),),
     "success_node": (ParamGroup("meld_core.hardware.link_state:LinkStateConfig"),),
     "agent_node": (
-        ParamGroup("meld_core.remote_run:AgentRunConfig"),
-        ParamGroup("meld_core.envs.remote:RemoteEnvConfig", prefix="io.",
+        ParamGroup("meld_core.bridge.agent_run:AgentRunConfig"),
+        ParamGroup("meld_core.bridge.remote_env:RemoteEnvConfig", prefix="io.",
                    exclude=("name", "control_hz", "episode_length", "image_size", "action_scale")),
     ),
-    "sim_node": (ParamGroup("meld_core.envs.sim_robot:SimRobotConfig"),),
-    "gz_velocity_adapter_node": (ParamGroup("meld_core.robot.gz_adapter:GzAdapterConfig"),),
+    "sim_node": (ParamGroup("meld_core.bridge.sim_robot:SimRobotConfig"),),
+    "gz_velocity_adapter_node": (ParamGroup("meld_core.bridge.gz_adapter:GzAdapterConfig"),),
 }
 
 

@@ -4,8 +4,8 @@
     run_config = training_config(cfg)                       # preset (or the stored run on --resume)
     env = remote_env_factory(link, io_config)(run_config)   # RemoteRobotEnv with the run's tasks
 
-The agent node calls `meld_core.trainer.run_training` (train mode) or
-`meld_core.trainer.evaluate_run` (eval mode) with `remote_env_factory(...)`: the same loop as
+The agent node calls `meld_core.train.trainer.run_training` (train mode) or
+`meld_core.train.trainer.evaluate_run` (eval mode) with `remote_env_factory(...)`: the same loop as
 `meld train`, the same run directory layout, only the TaskEnv differs. The robot env takes every
 fact about the task family (tasks, episode length, control rate, image size, action scaling, reward)
 from the run's own environment config, so the robot and the simulation can never disagree.
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from meld_core.envs.remote import RemoteEnvConfig, RemoteRobotEnv, RewardFn, RobotLink
+from meld_core.bridge.remote_env import RemoteEnvConfig, RemoteRobotEnv, RewardFn, RobotLink
 
 log = logging.getLogger(__name__)
 
@@ -76,9 +76,9 @@ class AgentRunConfig:
 
 def training_config(cfg: AgentRunConfig) -> Any:
     """The RunConfig to train with: the stored one when resuming an existing run, else the preset."""
-    from meld_core.presets import preset_config
-    from meld_core.rundir import RunDir
-    from meld_core.trainer import load_run_config
+    from meld_core.config.presets import preset_config
+    from meld_core.train.rundir import RunDir
+    from meld_core.train.trainer import load_run_config
 
     run_dir = RunDir(cfg.run_dir)
     if cfg.resume and run_dir.exists():

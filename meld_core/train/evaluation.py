@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from meld_core.envs.base import Task, TaskEnv
-from meld_core.rollout import TrialData, run_trial
+from meld_core.train.rollout import TrialData, run_trial
 
 logger = logging.getLogger(__name__)
 
@@ -171,8 +171,8 @@ def write_eval_artefacts(result: EvalResult, out_dir: Path, *, fps: float, episo
                          overview: np.ndarray | None = None) -> dict[str, Any]:
     """summary.json, success.md, an MP4 and a reward-prediction plot per recorded trial, and
     `overview.png` (an RGB image from `trial_overview`) when given."""
-    from meld_core.media import annotate, plot_reward_prediction, write_mp4
-    from meld_core.rundir import atomic_write_text
+    from meld_core.train.media import annotate, plot_reward_prediction, write_mp4
+    from meld_core.train.rundir import atomic_write_text
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,1 @@
+"""The learner: latent state model, SAC, the agent (belief filter + act + updates) and replay."""
