@@ -30,6 +30,7 @@ from std_msgs.msg import String
 from meld_core.bridge.agent_run import AgentRunConfig, remote_env_factory, training_config
 from meld_core.bridge.remote_env import RemoteEnvConfig
 from meld_core.hardware.diagnostics import DiagLevel, DiagStatus
+from meld_core.robot.kinematics import ARM_JOINTS
 from meld_ros.common import declare_config, diagnostic_array, to_diagnostic
 from meld_ros.ros_env import RosRobotLink
 
@@ -83,7 +84,7 @@ class AgentNode(Node):
         self.link = RosRobotLink(
             self,
             robot_name=cfg.robot_name,
-            joint_names=cfg.joint_names,
+            joint_names=ARM_JOINTS,
             scene_topic=cfg.scene_topic,
             wrist_topic=cfg.wrist_topic,
             use_success_topic=self.io.use_success_topic,

@@ -24,34 +24,16 @@ from sensor_msgs.msg import JointState
 from std_srvs.srv import Trigger
 
 from meld_core.bridge.arm_bridge import ArmBridge, ArmBridgeConfig, ArmBridgeError
+from meld_core.robot.profile import RobotProfile
 from meld_ros.common import declare_config, diagnostic_array, now_seconds, run_node, to_diagnostic
-
-
-def build_safety_filter(config: ArmBridgeConfig):
-    """The meld_core safety filter for the WidowX described by our URDF."""
-    from meld_core.robot.kinematics import WidowXKinematics
-    from meld_core.robot.safety import SafetyConfig, SafetyFilter
-
-    kinematics = WidowXKinematics.from_urdf()
-    if tuple(kinematics.joint_names) != tuple(config.joint_names):
-        raise ArmBridgeError(
-            f"URDF arm joints {kinematics.joint_names} differ from joint_names {config.joint_names}"
-        )
-    safety = SafetyConfig.from_kinematics(
-        kinematics,
-        workspace_min=config.workspace_min,
-        workspace_max=config.workspace_max,
-        hold_time_s=config.hold_time_s,
-        deadman_period_s=config.deadman_period_s,
-    )
-    return SafetyFilter(safety, kinematics)
 
 
 class ArmNode(Node):
     def __init__(self) -> None:
         super().__init__("arm")
         self.config: ArmBridgeConfig = declare_config(self, "arm_node")[0]
-        self.bridge = ArmBridge(self.config, build_safety_filter(self.config))
+        # joints, limits, home pose and workspace box: the one robot profile the simulation uses
+        self.bridge = ArmBridge(self.config, RobotProfile.load())
         ns = f"/{self.config.robot_name}"
         control = MutuallyExclusiveCallbackGroup()  # commands, joint states and the tick: one at a time
         self.command_pub = self.create_publisher(JointGroupCommand, f"{ns}/commands/joint_group", 10)
@@ -156,8 +138,8 @@ class ArmNode(Node):
     def _poll_temperatures(self) -> None:
         if self._temps_future is not None and self._temps_future.done():
             values = list(self._temps_future.result().values)
-            if len(values) == len(self.config.joint_names):
-                self.bridge.set_temperatures(dict(zip(self.config.joint_names, map(float, values))))
+            if len(values) == len(self.bridge.joint_names):
+                self.bridge.set_temperatures(dict(zip(self.bridge.joint_names, map(float, values))))
             self._temps_future = None
         if self._temps_future is None and self.registers_client.service_is_ready():
             self._temps_future = self.registers_client.call_async(

@@ -98,8 +98,8 @@ class SimNode(Node):
     def _on_info(self, request: RobotInfo.Request, response: RobotInfo.Response):
         response.mode = self.robot.modes.get(self.config.group, "position")
         response.profile_type = "velocity"
-        response.joint_names = list(self.config.joint_names)
-        response.num_joints = len(self.config.joint_names)
+        response.joint_names = list(self.robot.joint_names)
+        response.num_joints = len(self.robot.joint_names)
         return response
 
     # ------------------------------------------------------------------ periodic
@@ -110,7 +110,7 @@ class SimNode(Node):
         q, qdot = self.robot.joint_state()
         msg = JointState()
         msg.header.stamp = self.get_clock().now().to_msg()
-        msg.name = list(self.config.joint_names)
+        msg.name = list(self.robot.joint_names)
         msg.position = [float(v) for v in q]
         msg.velocity = [float(v) for v in qdot]
         self.joint_pub.publish(msg)

@@ -1,12 +1,13 @@
 """ArmBridge (everything arm_node does): velocity mode, safety filter, deadman, home, stop, counters."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
 from meld_core.bridge.arm_bridge import ArmBridge, ArmBridgeConfig, ArmBridgeError, Mode, reorder
 from meld_core.hardware.diagnostics import DiagLevel
-from meld_core.robot.kinematics import WidowXKinematics
-from meld_core.robot.safety import SafetyConfig, SafetyFilter
+from meld_core.robot.profile import RobotProfile
 
 JOINTS = ("waist", "shoulder", "elbow", "wrist_angle", "wrist_rotate")
 # A pose well inside the limits and the workspace box (plug tip in front of the robot, mid height).
@@ -14,20 +15,19 @@ Q0 = np.array([0.0, -0.3, 0.3, 0.4, 0.0])
 
 
 @pytest.fixture(scope="module")
-def safety():
-    kin = WidowXKinematics.from_urdf()
-    return SafetyFilter(SafetyConfig.from_kinematics(kin), kin)
+def profile():
+    return RobotProfile.load()
 
 
-def ready_bridge(safety, **overrides):
-    bridge = ArmBridge(ArmBridgeConfig(**overrides), safety)
+def ready_bridge(profile, **overrides):
+    bridge = ArmBridge(ArmBridgeConfig(**overrides), profile)
     bridge.velocity_mode_set()
     bridge.on_joint_state(JOINTS, Q0, now=0.0)
     return bridge
 
 
-def test_operating_mode_request_is_group_velocity():
-    bridge = ArmBridge(ArmBridgeConfig(profile_acceleration=15), None)
+def test_operating_mode_request_is_group_velocity(profile):
+    bridge = ArmBridge(ArmBridgeConfig(profile_acceleration=15), profile)
     assert bridge.operating_mode_request() == {
         "cmd_type": "group",
         "name": "arm",
@@ -38,8 +38,8 @@ def test_operating_mode_request_is_group_velocity():
     }
 
 
-def test_nothing_is_sent_before_velocity_mode(safety):
-    bridge = ArmBridge(ArmBridgeConfig(), safety)
+def test_nothing_is_sent_before_velocity_mode(profile):
+    bridge = ArmBridge(ArmBridgeConfig(), profile)
     bridge.on_joint_state(JOINTS, Q0, now=0.0)
     assert not bridge.on_command(JOINTS, [0.1] * 5, now=0.0)
     assert bridge.tick(0.0) is None
@@ -47,8 +47,8 @@ def test_nothing_is_sent_before_velocity_mode(safety):
     assert bridge.rejected_commands == 1
 
 
-def test_command_is_forwarded_once_then_only_on_change(safety):
-    bridge = ready_bridge(safety)
+def test_command_is_forwarded_once_then_only_on_change(profile):
+    bridge = ready_bridge(profile)
     assert bridge.on_command(JOINTS, [0.1, 0.0, 0.0, 0.0, 0.0], now=0.0)
     first = bridge.tick(0.0)
     assert np.allclose(first, [0.1, 0, 0, 0, 0])
@@ -58,21 +58,21 @@ def test_command_is_forwarded_once_then_only_on_change(safety):
     assert bridge.tick(0.3) is not None  # a fresh command is always forwarded (3.3 Hz on the bus)
 
 
-def test_commands_are_reordered_by_name(safety):
-    bridge = ready_bridge(safety)
+def test_commands_are_reordered_by_name(profile):
+    bridge = ready_bridge(profile)
     bridge.on_command(list(reversed(JOINTS)), [0.0, 0.0, 0.0, 0.0, 0.2], now=0.0)
     assert np.allclose(bridge.tick(0.0), [0.2, 0, 0, 0, 0])
 
 
-def test_bad_commands_are_refused_and_counted(safety):
-    bridge = ready_bridge(safety)
+def test_bad_commands_are_refused_and_counted(profile):
+    bridge = ready_bridge(profile)
     assert not bridge.on_command(JOINTS[:3], [0.1] * 3, now=0.0)
     assert not bridge.on_command([], [0.1] * 4, now=0.0)
     assert bridge.rejected_commands == 2
 
 
-def test_safety_filter_applies_on_every_command(safety):
-    bridge = ready_bridge(safety)
+def test_safety_filter_applies_on_every_command(profile):
+    bridge = ready_bridge(profile)
     bridge.on_command(JOINTS, [0.0, 5.0, 0.0, 0.0, 0.0], now=0.0)  # shoulder limit is 1 rad/s on the WX200
     sent = bridge.tick(0.0)
     assert abs(sent[1]) <= 1.0 + 1e-9
@@ -83,9 +83,9 @@ def test_safety_filter_applies_on_every_command(safety):
     assert "clamp:velocity_clamp:shoulder" in bridge.status(0.1).values
 
 
-def test_held_command_is_braked_between_commands_as_the_joint_nears_its_limit(safety):
-    bridge = ready_bridge(safety)
-    upper = safety.config.upper[3]
+def test_held_command_is_braked_between_commands_as_the_joint_nears_its_limit(profile):
+    bridge = ready_bridge(profile)
+    upper = bridge.safety.config.upper[3]
     bridge.on_command(JOINTS, [0.0, 0.0, 0.0, 1.0, 0.0], now=0.0)
     assert bridge.tick(0.0)[3] == pytest.approx(1.0)
     # The wrist approaches its upper limit before the next 3.3 Hz command: the 20 Hz tick brakes it.
@@ -97,8 +97,8 @@ def test_held_command_is_braked_between_commands_as_the_joint_nears_its_limit(sa
     assert bridge.events["position_brake:wrist_angle"] >= 1
 
 
-def test_deadman_sends_zeros_once_when_commands_stop(safety):
-    bridge = ready_bridge(safety, deadman_period_s=0.5)
+def test_deadman_sends_zeros_once_when_commands_stop(profile):
+    bridge = ready_bridge(profile, deadman_period_s=0.5)
     bridge.on_command(JOINTS, [0.2, 0, 0, 0, 0], now=0.0)
     bridge.tick(0.0)
     for t in (0.1, 0.2, 0.3, 0.4, 0.5):
@@ -115,8 +115,8 @@ def test_deadman_sends_zeros_once_when_commands_stop(safety):
     assert bridge.tick(0.7)[0] == pytest.approx(0.2)
 
 
-def test_an_expiring_zero_command_is_not_a_deadman_trip(safety):
-    bridge = ready_bridge(safety, deadman_period_s=0.5)
+def test_an_expiring_zero_command_is_not_a_deadman_trip(profile):
+    bridge = ready_bridge(profile, deadman_period_s=0.5)
     bridge.on_command(JOINTS, [0.0] * 5, now=0.0)
     bridge.tick(0.0)
     bridge.on_joint_state(JOINTS, Q0, now=1.0)
@@ -124,8 +124,8 @@ def test_an_expiring_zero_command_is_not_a_deadman_trip(safety):
     assert bridge.deadman_trips == 0 and bridge.mode == Mode.IDLE
 
 
-def test_stale_joint_states_force_zeros(safety):
-    bridge = ready_bridge(safety, joint_state_timeout_s=0.25)
+def test_stale_joint_states_force_zeros(profile):
+    bridge = ready_bridge(profile, joint_state_timeout_s=0.25)
     bridge.on_command(JOINTS, [0.2, 0, 0, 0, 0], now=0.0)
     bridge.tick(0.0)
     bridge.on_command(JOINTS, [0.2, 0, 0, 0, 0], now=0.3)
@@ -134,9 +134,9 @@ def test_stale_joint_states_force_zeros(safety):
     assert bridge.status(0.3).level == DiagLevel.ERROR
 
 
-def test_home_servo_converges_and_reports(safety):
+def test_home_servo_converges_and_reports(profile):
     home = (0.0, -0.2, 0.2, 0.3, 0.0)
-    bridge = ready_bridge(safety, home_positions=home, home_gain=2.0, tick_hz=20.0)
+    bridge = ready_bridge(dataclasses.replace(profile, home_q=home), home_gain=2.0, tick_hz=20.0)
     bridge.start_home(0.0)
     assert not bridge.on_command(JOINTS, [0.1] * 5, now=0.0)  # commands wait while homing
     q = Q0.copy()
@@ -156,8 +156,8 @@ def test_home_servo_converges_and_reports(safety):
     assert bridge.mode == Mode.IDLE
 
 
-def test_home_times_out_when_the_arm_does_not_move(safety):
-    bridge = ready_bridge(safety, home_positions=(0.5, 0, 0, 0, 0), home_timeout_s=1.0)
+def test_home_times_out_when_the_arm_does_not_move(profile):
+    bridge = ready_bridge(dataclasses.replace(profile, home_q=(0.5, 0, 0, 0, 0)), home_timeout_s=1.0)
     bridge.start_home(0.0)
     for t in np.arange(0.0, 1.2, 0.05):
         bridge.on_joint_state(JOINTS, Q0, now=t)  # never moves
@@ -166,8 +166,8 @@ def test_home_times_out_when_the_arm_does_not_move(safety):
     assert bridge.mode == Mode.STOPPED
 
 
-def test_stop_latches_zeros_until_home(safety):
-    bridge = ready_bridge(safety)
+def test_stop_latches_zeros_until_home(profile):
+    bridge = ready_bridge(profile)
     bridge.on_command(JOINTS, [0.2, 0, 0, 0, 0], now=0.0)
     bridge.tick(0.0)
     bridge.stop()
@@ -177,14 +177,14 @@ def test_stop_latches_zeros_until_home(safety):
     assert bridge.mode == Mode.HOMING
 
 
-def test_shutdown_sends_zeros_in_velocity_mode(safety):
-    bridge = ready_bridge(safety)
+def test_shutdown_sends_zeros_in_velocity_mode(profile):
+    bridge = ready_bridge(profile)
     assert np.allclose(bridge.shutdown_command(), 0.0)
 
 
-def test_shutdown_releases_a_waiting_home_request(safety):
+def test_shutdown_releases_a_waiting_home_request(profile):
     # arm_node's home service waits on home_done; at exit it must not hold the process for home_timeout_s.
-    bridge = ready_bridge(safety)
+    bridge = ready_bridge(profile)
     bridge.start_home(0.0)
     bridge.shutdown_command()
     assert bridge.home_done.is_set() and bridge.home_result is False
@@ -200,8 +200,6 @@ def test_reorder_errors():
 @pytest.mark.parametrize(
     "bad",
     [
-        dict(home_positions=(0.0,)),
-        dict(joint_names=("a", "a")),
         dict(deadman_period_s=0.01),
         dict(tick_hz=0.0),
     ],

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from meld_core.robot.kinematics import WidowXKinematics
-from meld_core.robot.safety import Deadman, SafeCommand, SafetyConfig, SafetyFilter
+from meld_core.robot.profile import RobotProfile
+from meld_core.robot.safety import Deadman, SafeCommand, SafetyFilter
 
 # A comfortable pose: plug tip pointing down above the router, far from every joint limit.
 READY = np.array([0.0, 0.2, 0.0, 1.3, 0.0])
@@ -15,13 +16,18 @@ def kin() -> WidowXKinematics:
     return WidowXKinematics.from_urdf()
 
 
+@pytest.fixture(scope="module")
+def profile(kin) -> RobotProfile:
+    return RobotProfile.from_kinematics(kin)
+
+
 @pytest.fixture()
-def safety(kin) -> SafetyFilter:
-    return SafetyFilter(SafetyConfig.from_kinematics(kin), kin)
+def safety(profile) -> SafetyFilter:
+    return profile.safety_filter()
 
 
-def test_config_comes_from_the_urdf(kin):
-    cfg = SafetyConfig.from_kinematics(kin, brake_margin=0.1, workspace_min=[0.0, -0.2, 0.0])
+def test_config_comes_from_the_urdf(kin, profile):
+    cfg = profile.safety_config(brake_margin=0.1, workspace_min=[0.0, -0.2, 0.0])
     assert cfg.joint_names == kin.joint_names
     assert np.allclose(cfg.velocity_limits, kin.velocity_limits)
     assert np.allclose(cfg.lower, kin.lower) and np.allclose(cfg.upper, kin.upper)
@@ -34,9 +40,9 @@ def test_config_comes_from_the_urdf(kin):
     {"workspace_min": (0.5, 0.0, 0.0), "workspace_max": (0.1, 1.0, 1.0)}, {"limit_margin": 3.0},
     {"velocity_limits": (1.0, float("nan"), 1.0, 1.0, 1.0)},
 ])
-def test_config_validation(kin, bad):
+def test_config_validation(kin, profile, bad):
     with pytest.raises(ValueError):
-        SafetyConfig.from_kinematics(kin, **bad)
+        profile.safety_config(**bad)
 
 
 def test_safe_command_passes_unchanged(safety):
@@ -77,9 +83,9 @@ def test_velocity_clamp_per_joint(safety, kin):
     assert np.all(np.abs(out.velocity) <= kin.velocity_limits + 1e-12)
 
 
-def test_position_brake_near_limits(kin):
+def test_position_brake_near_limits(kin, profile):
     # A huge workspace box, so that only the joint-limit rule acts here.
-    cfg = SafetyConfig.from_kinematics(kin, workspace_min=(-9, -9, -9), workspace_max=(9, 9, 9))
+    cfg = profile.safety_config(workspace_min=(-9, -9, -9), workspace_max=(9, 9, 9))
     safety = SafetyFilter(cfg, kin)
     q = READY.copy()
     q[2] = kin.upper[2] - cfg.limit_margin - 0.05  # elbow close to its upper limit
@@ -128,8 +134,8 @@ def test_workspace_floor_removes_only_the_downward_motion(safety, kin):
     assert p_next[1] - kin.tool_pose(q)[1, 3] > 0.005
 
 
-def test_workspace_outside_allows_only_motion_back(kin):
-    cfg = SafetyConfig.from_kinematics(kin, workspace_max=(0.25, 0.3, 0.45))
+def test_workspace_outside_allows_only_motion_back(kin, profile):
+    cfg = profile.safety_config(workspace_max=(0.25, 0.3, 0.45))
     safety = SafetyFilter(cfg, kin)
     p = kin.tool_pose(READY)[:3, 3]
     assert p[0] > 0.25  # READY is outside this smaller box
@@ -153,8 +159,8 @@ def test_random_commands_keep_the_tip_in_the_box(safety, kin):
         assert np.all(p >= lo - 2e-3) and np.all(p <= hi + 2e-3), p
 
 
-def test_filter_rejects_mismatched_joint_order(kin):
-    cfg = SafetyConfig.from_kinematics(kin, joint_names=("a", "b", "c", "d", "e"))
+def test_filter_rejects_mismatched_joint_order(kin, profile):
+    cfg = profile.safety_config(joint_names=("a", "b", "c", "d", "e"))
     with pytest.raises(ValueError):
         SafetyFilter(cfg, kin)
 

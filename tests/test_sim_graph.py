@@ -41,7 +41,7 @@ def test_a_trial_through_the_graph(graph):
     assert link.robot.rig_position == (task.params["rotation_deg"], task.params["translation_mm"])
     obs = env.reset()
     q, _ = sim.joint_state()
-    assert np.allclose(q, sim.config.home_q, atol=0.03)  # homed by the bridge's servo, not teleported
+    assert np.allclose(q, sim.profile.home_q, atol=0.03)  # homed by the bridge's servo, not teleported
     assert obs.image.shape == sim.spec.image_shape and obs.image.dtype == np.uint8
     start = link.now()
     sent_before = link.bridge.sent
@@ -50,7 +50,7 @@ def test_a_trial_through_the_graph(graph):
     # 3.3 Hz ticks (each waits at most one camera frame for a new image)
     assert link.now() - start == pytest.approx(4 / 3.3, abs=4 / 15)
     q, _ = sim.joint_state()
-    assert q[0] > sim.config.home_q[0] + 0.1  # the waist turned: commands went bridge -> sim
+    assert q[0] > sim.profile.home_q[0] + 0.1  # the waist turned: commands went bridge -> sim
     assert link.bridge.sent > sent_before and link.bridge.deadman_trips == 0
     # the reward belongs to the measured joint state of that tick (at most one physics step old)
     measured = np.array(obs.info["joint_positions"])

@@ -8,6 +8,8 @@ from meld_core.bridge.sim_robot import SimRobot, SimRobotConfig, sim_env_overrid
 
 
 class FakeEnv:
+    joint_names = ("waist", "shoulder", "elbow", "wrist_angle", "wrist_rotate")
+
     def __init__(self):
         self.q = np.zeros(5)
         self.steps = []
@@ -24,7 +26,7 @@ class FakeEnv:
             "wrist": np.zeros((64, 64, 3), np.uint8),
         }
 
-    def step_velocity(self, qdot):
+    def apply_velocity(self, qdot):
         self.steps.append(np.asarray(qdot).copy())
         self.q = self.q + np.asarray(qdot) * 0.3
 

@@ -61,7 +61,7 @@ def test_reset_and_step_every_task(env):
         assert obs.image.shape == (128, 64, 3) and obs.image.dtype == np.uint8
         assert obs.dense_reward == 0.0 and obs.sparse_reward == 0.0 and not obs.success
         q, _ = env.joint_state()
-        assert np.allclose(q, env.config.home_q)
+        assert np.allclose(q, env.profile.home_q)
         obs = env.step(rng.uniform(-1, 1, size=5))
         assert obs.image.shape == (128, 64, 3)
         assert np.isfinite(obs.dense_reward) and obs.sparse_reward == 0.0
@@ -198,7 +198,7 @@ def test_set_rig_and_config_validation(env):
     with pytest.raises(ValueError):
         env.set_task(Task(0, "train", {"port": 7}))
     for bad in ({"episode_length": 0}, {"image_size": 8}, {"num_ports": 0}, {"max_rotation_deg": 20.0},
-                {"home_q": (0.0, 0.0)}, {"action_scale": 0.0}):
+                {"action_scale": 0.0}):
         with pytest.raises(ValueError):
             WidowXInsertionConfig(**bad)
     cfg = WidowXInsertionConfig(reward={"angle_tolerance_deg": 5.0})
@@ -216,7 +216,7 @@ def test_fewer_ports_build(env):
 
 
 def test_home_pose_holds_the_plug_above_the_ports_pointing_down(env):
-    q = np.asarray(env.config.home_q)
+    q = np.asarray(env.profile.home_q)
     assert np.all(q > env.kinematics.lower) and np.all(q < env.kinematics.upper)
     tip = env.kinematics.tool_pose(q)
     centre = env.rig.port_pose({"port": 0}, 0)[:3, 3] / 2 + env.rig.port_pose({"port": 0}, 3)[:3, 3] / 2

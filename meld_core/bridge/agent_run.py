@@ -47,7 +47,6 @@ class AgentRunConfig:
     eval_checkpoint: str = ""  # eval: checkpoint file, "best" (best on train-task validation), "" = newest
     eval_videos: int = 2  # eval: trials recorded as MP4 with reward-prediction plots
     robot_name: str = "wx200"  # xs_sdk namespace (/<robot_name>/joint_states)
-    joint_names: tuple[str, ...] = ("waist", "shoulder", "elbow", "wrist_angle", "wrist_rotate")  # arm joints
     scene_topic: str = "/meld/scene/image_raw"  # scene camera images
     wrist_topic: str = "/meld/wrist/image_raw"  # wrist camera images
     inputs_timeout_s: float = 60.0  # wait this long at start-up for images, joint states and the arm/rig
@@ -106,6 +105,7 @@ def training_config(cfg: AgentRunConfig) -> Any:
 def family_facts(env_config: Any) -> dict[str, Any]:
     """Rates, sizes, action scaling and task lists of a task family, without building its simulator."""
     from meld_core.envs.widowx_insertion import WidowXInsertionConfig, make_tasks
+    from meld_core.robot.kinematics import ARM_JOINTS
 
     if not isinstance(env_config, WidowXInsertionConfig):
         raise ValueError(f"the robot runs the widowx_insertion family; this run's env config is a "
@@ -114,7 +114,7 @@ def family_facts(env_config: Any) -> dict[str, Any]:
         "control_hz": float(env_config.control_hz),
         "episode_length": int(env_config.episode_length),
         "image_size": int(env_config.image_size),
-        "action_scale": (float(env_config.action_scale),) * len(env_config.home_q),
+        "action_scale": (float(env_config.action_scale),) * len(ARM_JOINTS),
         "train_tasks": make_tasks(env_config, "train"),
         "eval_tasks": make_tasks(env_config, "eval"),
     }

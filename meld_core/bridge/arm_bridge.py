@@ -6,7 +6,8 @@ timeout, no joint-limit check and no NaN check (the servos keep the last Goal_Ve
 so this class owns:
 
 - the velocity-mode request for `set_operating_modes` (commands are refused until it succeeded);
-- the safety filter (`meld_core.robot.safety.SafetyFilter`) applied on every command AND re-applied
+- the safety filter (`meld_core.robot.safety.SafetyFilter`, built from the robot profile: the same
+  limits and workspace box the simulation trains under) applied on every command AND re-applied
   at `tick_hz` to the held command against the newest joint state, so a joint that approaches its
   limit between two 3.3 Hz commands is braked in time;
 - a deadman: when no fresh command came within `deadman_period_s`, zeros are sent (once per trip);
@@ -33,11 +34,10 @@ from typing import Any, Protocol
 import numpy as np
 
 from meld_core.hardware.diagnostics import DiagLevel, DiagStatus
+from meld_core.robot.profile import RobotProfile
 from meld_core.robot.safety import Deadman
 
 log = logging.getLogger(__name__)
-
-ARM_JOINTS = ("waist", "shoulder", "elbow", "wrist_angle", "wrist_rotate")
 
 
 class ArmBridgeError(RuntimeError):
@@ -46,17 +46,17 @@ class ArmBridgeError(RuntimeError):
 
 @dataclass(frozen=True)
 class ArmBridgeConfig:
-    """Parameters of the arm bridge (one ROS parameter per field in arm_node)."""
+    """Parameters of the arm bridge (one ROS parameter per field in arm_node). The arm's facts
+    (joints, limits, home pose, workspace box, command hold time) are not here: they come from the
+    robot profile (`meld_core.robot.profile`), the one the simulation uses."""
 
     robot_name: str = "wx200"  # xs_sdk namespace: its topics and services live under /<robot_name>/
     group: str = "arm"  # xs_sdk joint group that is put in velocity mode and commanded
-    joint_names: tuple[str, ...] = ARM_JOINTS  # the group's joints, in xs_sdk's group order
     command_topic: str = "/meld/arm/velocity_command"  # incoming sensor_msgs/JointState (velocity, rad/s)
     deadman_period_s: float = 0.5  # send zeros when no fresh command came within this period
     tick_hz: float = 20.0  # rate at which the held command is re-filtered against the newest joint state
     joint_state_timeout_s: float = 0.25  # older joint states count as missing: zeros are sent
     profile_acceleration: int = 0  # velocity-mode Profile_Acceleration, 214.577 rev/min^2 units (0 = none)
-    home_positions: tuple[float, ...] = (0.0, 0.225, -0.417, 1.762, 0.0)  # home pose, rad (the sim's home_q)
     home_gain: float = 1.5  # proportional gain of the homing velocity servo, 1/s
     home_max_speed: float = 0.8  # largest joint speed while homing, rad/s
     home_tolerance: float = 0.02  # homing ends when every joint is this close to home, rad
@@ -64,32 +64,16 @@ class ArmBridgeConfig:
     mode_service_timeout_s: float = 30.0  # how long to wait for xs_sdk's set_operating_modes service
     diagnostics_period_s: float = 1.0  # period of the /diagnostics status
     temperature_poll_s: float = 0.0  # read Present_Temperature via get_motor_registers every N s (0 = off)
-    workspace_min: tuple[float, ...] = (0.12, -0.25, 0.05)  # plug-tip box corner in base_link, m (safety)
-    workspace_max: tuple[float, ...] = (0.48, 0.25, 0.40)  # opposite corner of the plug-tip box, m
-    hold_time_s: float = 0.35  # the filter assumes a command may be held this long (>= control period)
 
     def __post_init__(self) -> None:
         if not self.robot_name or not self.group:
             raise ValueError("ArmBridgeConfig.robot_name and .group must not be empty")
-        if len(self.joint_names) == 0 or len(set(self.joint_names)) != len(self.joint_names):
-            raise ValueError(f"ArmBridgeConfig.joint_names must be unique and non-empty: {self.joint_names}")
-        if len(self.home_positions) != len(self.joint_names):
-            raise ValueError(
-                f"ArmBridgeConfig.home_positions has {len(self.home_positions)} values for "
-                f"{len(self.joint_names)} joints")
-        if not all(np.isfinite(self.home_positions)):
-            raise ValueError("ArmBridgeConfig.home_positions must be finite")
         for name in ("deadman_period_s", "tick_hz", "joint_state_timeout_s", "home_gain", "home_max_speed",
                      "home_tolerance", "home_timeout_s", "mode_service_timeout_s", "diagnostics_period_s"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"ArmBridgeConfig.{name} must be > 0, got {getattr(self, name)}")
         if self.deadman_period_s < 1.0 / self.tick_hz:
             raise ValueError("ArmBridgeConfig.deadman_period_s must be at least one tick (1 / tick_hz)")
-        if len(self.workspace_min) != 3 or len(self.workspace_max) != 3 or not all(
-                lo < hi for lo, hi in zip(self.workspace_min, self.workspace_max)):
-            raise ValueError("ArmBridgeConfig.workspace_min/max must be 3 values with min < max")
-        if not self.hold_time_s > 0:
-            raise ValueError("ArmBridgeConfig.hold_time_s must be > 0")
         if self.profile_acceleration < 0 or self.temperature_poll_s < 0:
             raise ValueError("ArmBridgeConfig.profile_acceleration and temperature_poll_s must be >= 0")
 
@@ -126,12 +110,15 @@ def reorder(names: Sequence[str], values: Sequence[float], wanted: Sequence[str]
 class ArmBridge:
     """Velocity-mode bridge with safety filter, deadman, home and stop (see the module docstring)."""
 
-    def __init__(self, config: ArmBridgeConfig, safety_filter: SafetyFilterLike) -> None:
+    def __init__(self, config: ArmBridgeConfig, profile: RobotProfile,
+                 safety_filter: SafetyFilterLike | None = None) -> None:
         self.config = config
-        self.safety = safety_filter
+        self.profile = profile
+        self.joint_names = profile.joint_names
+        self.safety = safety_filter if safety_filter is not None else profile.safety_filter()
         self._lock = threading.Lock()
-        self._n = len(config.joint_names)
-        self._home = np.asarray(config.home_positions, dtype=np.float64)
+        self._n = len(self.joint_names)
+        self._home = np.asarray(profile.home_q, dtype=np.float64)
         self.mode = Mode.WAITING_FOR_MODE
         self._command = np.zeros(self._n)
         self._deadman = Deadman(config.deadman_period_s)
@@ -174,7 +161,7 @@ class ArmBridge:
 
     # ----------------------------------------------------------------- inputs
     def on_joint_state(self, names: Sequence[str], positions: Sequence[float], now: float) -> None:
-        q = reorder(names, positions, self.config.joint_names, "joint state")
+        q = reorder(names, positions, self.joint_names, "joint state")
         with self._lock:
             if np.all(np.isfinite(q)):
                 self._q, self._q_at = q, now
@@ -182,7 +169,7 @@ class ArmBridge:
     def on_command(self, names: Sequence[str], velocities: Sequence[float], now: float) -> bool:
         """Store a command (rad/s); returns False (and counts it) when it is refused."""
         try:
-            qdot = reorder(names, velocities, self.config.joint_names, "velocity command")
+            qdot = reorder(names, velocities, self.joint_names, "velocity command")
         except ArmBridgeError as exc:
             with self._lock:
                 self.rejected_commands += 1

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from meld_core.bridge.arm_bridge import ARM_JOINTS
+from meld_core.robot.kinematics import ARM_JOINTS
 
 
 @dataclass(frozen=True)
@@ -22,14 +22,13 @@ class GzAdapterConfig:
 
     robot_name: str = "wx200"  # namespace under which the adapter answers like xs_sdk
     group: str = "arm"  # xs_sdk group name accepted on commands/joint_group
-    joint_names: tuple[str, ...] = ARM_JOINTS  # the xs_sdk group's joints, in command order
     controller_joints: tuple[str, ...] = ARM_JOINTS  # the velocity controller's `joints`, in its order
     controller_topic: str = "/velocity_controller/commands"  # the controller's Float64MultiArray topic
     joint_states_in: str = "/joint_states"  # broadcaster's topic, relayed to /<robot_name>/joint_states
 
     def __post_init__(self) -> None:
-        if sorted(self.joint_names) != sorted(self.controller_joints):
-            raise ValueError(f"GzAdapterConfig: group joints {self.joint_names} and controller joints "
+        if sorted(ARM_JOINTS) != sorted(self.controller_joints):
+            raise ValueError(f"GzAdapterConfig: group joints {ARM_JOINTS} and controller joints "
                              f"{self.controller_joints} must be the same set")
         if not self.controller_topic or not self.joint_states_in:
             raise ValueError("GzAdapterConfig.controller_topic and joint_states_in must not be empty")
@@ -42,7 +41,7 @@ class GzAdapter:
         self.config = config
         self.velocity_mode = False
         self.dropped = 0
-        self._order = [config.joint_names.index(j) for j in config.controller_joints]
+        self._order = [ARM_JOINTS.index(j) for j in config.controller_joints]
 
     def set_mode(self, cmd_type: str, name: str, mode: str) -> bool:
         if cmd_type == "group" and name in (self.config.group, "all") and mode == "velocity":
@@ -52,7 +51,7 @@ class GzAdapter:
 
     def convert(self, name: str, cmd: Sequence[float]) -> list[float] | None:
         """Controller array for a group command, or None when xs_sdk would drop it."""
-        if not self.velocity_mode or name != self.config.group or len(cmd) != len(self.config.joint_names):
+        if not self.velocity_mode or name != self.config.group or len(cmd) != len(ARM_JOINTS):
             self.dropped += 1
             return None
         return [float(cmd[i]) for i in self._order]

@@ -11,8 +11,9 @@ behaviour that matters to us: group commands are dropped (with an error) when th
 match the group or the group is not in velocity mode; the last velocity is held until the next
 command (no timeout, like the real servos); joint states carry the arm's measured positions and
 velocities. The rig moves at a finite speed (the real one takes seconds), reporting "moving"
-until it arrives. Everything here is plain Python over the environment's `step_velocity`,
-`joint_state`, `camera_images` and `set_rig`, so it is tested without ROS.
+until it arrives. Everything here is plain Python over the environment's `apply_velocity`,
+`joint_state`, `camera_images` and `set_rig`, so it is tested without ROS. The simulated driver
+applies no safety filter (xs_sdk has none): on the ROS path the arm bridge filters, once.
 """
 
 from __future__ import annotations
@@ -31,11 +32,13 @@ log = logging.getLogger(__name__)
 
 
 class SimEnvLike(Protocol):
+    joint_names: tuple[str, ...]  # arm joints in command order (the robot profile's)
+
     def joint_state(self) -> tuple[np.ndarray, np.ndarray]: ...
 
     def camera_images(self) -> dict[str, np.ndarray]: ...
 
-    def step_velocity(self, qdot_rad_s: np.ndarray) -> Any: ...
+    def apply_velocity(self, qdot_rad_s: np.ndarray) -> Any: ...
 
     def set_rig(self, rotation_deg: float, translation_mm: float) -> None: ...
 
@@ -46,7 +49,6 @@ class SimRobotConfig:
 
     robot_name: str = "wx200"  # xs_sdk namespace the simulation answers under
     group: str = "arm"  # xs_sdk group name of the arm joints
-    joint_names: tuple[str, ...] = ("waist", "shoulder", "elbow", "wrist_angle", "wrist_rotate")  # arm joints
     env_config: str = "{}"  # YAML/JSON overrides of WidowXInsertionConfig (the run's env_config)
     run_dir: str = ""  # if set: take env_config from this run's config.yaml instead (eval of a trained run)
     seed: int = 0  # seed of the simulation
@@ -58,8 +60,8 @@ class SimRobotConfig:
     wrist_frame_id: str = "wrist_camera_optical_frame"  # frame_id of wrist images
 
     def __post_init__(self) -> None:
-        if not self.robot_name or not self.group or not self.joint_names:
-            raise ValueError("SimRobotConfig needs robot_name, group and joint_names")
+        if not self.robot_name or not self.group:
+            raise ValueError("SimRobotConfig needs robot_name and group")
         for name in ("camera_hz", "joint_state_hz", "rig_speed_deg_s", "rig_speed_mm_s"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"SimRobotConfig.{name} must be > 0")
@@ -71,7 +73,8 @@ class SimRobot:
     def __init__(self, config: SimRobotConfig, env: SimEnvLike) -> None:
         self.config = config
         self.env = env
-        self._n = len(config.joint_names)
+        self.joint_names = tuple(env.joint_names)
+        self._n = len(self.joint_names)
         self._lock = threading.Lock()
         self.modes: dict[str, str] = {config.group: "position"}  # xs_sdk's default mode
         self._command = np.zeros(self._n)
@@ -123,9 +126,9 @@ class SimRobot:
             return self._command.copy()
 
     def advance(self) -> None:
-        """One control period of physics with the held velocity (a NaN would be passed as given:
-        like xs_sdk, the simulated driver does not check; the arm node is what filters)."""
-        self.env.step_velocity(self.command)
+        """One control period of physics with the held velocity (unfiltered: like xs_sdk, the
+        simulated driver does not check; the arm bridge is what filters)."""
+        self.env.apply_velocity(self.command)
         self.steps += 1
         self._images = None
 

@@ -14,7 +14,11 @@ Arduino rig does between trials.
 A step: action in [-1, 1]^5 -> times `action_scale` (rad/s) -> the shared `SafetyFilter` -> the
 Dynamixel velocity quantum -> held for one control period (1 / 3.3 Hz) of physics -> reward from
 forward kinematics of the measured joints and the goal port's pose (`meld_core.robot.reward`, the
-code the real robot uses). Images: the scene camera on top of the wrist camera, each
+code the real robot uses). The arm's facts (joints, limits, home pose, workspace box) come from the
+one robot profile (`meld_core.robot.profile`), as they do for the real arm node. Safety is applied
+once per command path: `step`/`step_velocity` filter (the env runs without an arm bridge);
+`apply_velocity` does not (behind the simulated ROS graph the arm bridge has already filtered, and
+the simulated servos, like xs_sdk's, do not check). Images: the scene camera on top of the wrist camera, each
 `image_size` square, no shadows. The goal port is not marked in these images (the agent must infer
 it from reward); `render_frame()` marks it for videos.
 """
@@ -31,8 +35,9 @@ import numpy as np
 from meld_core.envs.base import EnvSpec, Observation, Task
 from meld_core.envs.offscreen import OffscreenRenderer, RenderError  # noqa: F401 (re-exported)
 from meld_core.robot.kinematics import ARM_JOINTS, WidowXKinematics
+from meld_core.robot.profile import RobotProfile
 from meld_core.robot.reward import InsertionGoal, InsertionRewardConfig, RigGeometry, insertion_reward
-from meld_core.robot.safety import SafeCommand, SafetyConfig, SafetyFilter
+from meld_core.robot.safety import SafeCommand
 from meld_core.robot.urdf import UrdfModel, axis_angle_matrix, expand_xacro
 
 log = logging.getLogger(__name__)
@@ -67,11 +72,8 @@ class WidowXInsertionConfig:
     physics_timestep: float = 0.01  # s, upper bound on the MuJoCo step (rounded to divide the period)
     action_scale: float = 0.4  # rad/s commanded by an action of 1 (every joint)
     velocity_quantum: float = DYNAMIXEL_VELOCITY_UNIT  # rad/s; commands are truncated to it (0: off)
-    home_q: tuple[float, ...] = (0.0, 0.225, -0.417, 1.762, 0.0)  # rad; plug 7 cm above the ports, down
-    reset_noise_rad: float = 0.0  # uniform noise added to home_q at reset (env seed)
+    reset_noise_rad: float = 0.0  # uniform noise added to the profile's home pose at reset (env seed)
     reward: InsertionRewardConfig = field(default_factory=InsertionRewardConfig)  # shaping, tolerances
-    workspace_min: tuple[float, float, float] = SafetyConfig.workspace_min  # m; plug-tip box (safety filter)
-    workspace_max: tuple[float, float, float] = SafetyConfig.workspace_max  # m; opposite corner
     video_size: int = 256  # pixels per camera in render_frame()
     render_supersample: int = 2  # cameras render at this multiple of the size, then are box-averaged
     # (anti-aliasing at about half the CPU cost of MSAA on llvmpipe; 1 = no anti-aliasing)
@@ -99,12 +101,8 @@ class WidowXInsertionConfig:
             raise ValueError("control_hz must be > 0 and physics_timestep in (0, 0.02]")
         if self.action_scale <= 0 or self.velocity_quantum < 0 or self.reset_noise_rad < 0:
             raise ValueError("action_scale must be > 0; velocity_quantum and reset_noise_rad >= 0")
-        if len(self.home_q) != len(ARM_JOINTS) or not all(np.isfinite(self.home_q)):
-            raise ValueError(f"home_q needs {len(ARM_JOINTS)} finite joint positions, got {self.home_q}")
         if isinstance(self.reward, dict):  # rebuilt from YAML
             object.__setattr__(self, "reward", InsertionRewardConfig(**self.reward))
-        for name in ("home_q", "workspace_min", "workspace_max"):
-            object.__setattr__(self, name, tuple(float(v) for v in getattr(self, name)))
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -251,16 +249,20 @@ class WidowXInsertionEnv:
         import mujoco
 
         self.config = cfg = config or WidowXInsertionConfig()
-        self.spec = EnvSpec(name=ENV_NAME, image_shape=cfg.image_shape, action_dim=len(ARM_JOINTS),
-                            episode_length=cfg.episode_length, control_hz=cfg.control_hz)
         self.urdf_xml = expand_xacro(num_ports=cfg.num_ports, port_pitch=cfg.port_pitch_m,
                                      port_clearance=cfg.port_clearance_m)
         urdf = UrdfModel.from_xml(self.urdf_xml)
         self.kinematics = WidowXKinematics(urdf)
+        self.profile = RobotProfile.from_kinematics(self.kinematics)
+        if self.profile.hold_time_s < 1.0 / cfg.control_hz:
+            raise ValueError(f"the robot profile's hold_time_s {self.profile.hold_time_s} s is shorter than "
+                             f"the control period 1/{cfg.control_hz} Hz: the safety filter would assume "
+                             "commands are replaced sooner than they are")
+        self.spec = EnvSpec(name=ENV_NAME, image_shape=cfg.image_shape,
+                            action_dim=len(self.profile.joint_names), episode_length=cfg.episode_length,
+                            control_hz=cfg.control_hz)
         self.rig = RigGeometry(urdf)
-        self.safety = SafetyFilter(SafetyConfig.from_kinematics(
-            self.kinematics, hold_time_s=1.15 / cfg.control_hz, workspace_min=cfg.workspace_min,
-            workspace_max=cfg.workspace_max), self.kinematics)
+        self.safety = self.profile.safety_filter()
         self._mj = mujoco
         self.model, self.substeps = build_model(cfg, self.urdf_xml)
         self.data = mujoco.MjData(self.model)
@@ -268,7 +270,7 @@ class WidowXInsertionEnv:
         self._train = make_tasks(cfg, "train")
         self._eval = make_tasks(cfg, "eval")
 
-        jid = [mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_JOINT, n) for n in ARM_JOINTS]
+        jid = [mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_JOINT, n) for n in self.joint_names]
         self._qadr = np.array([self.model.jnt_qposadr[j] for j in jid])
         self._vadr = np.array([self.model.jnt_dofadr[j] for j in jid])
         self._rig_bodies = {}
@@ -310,7 +312,7 @@ class WidowXInsertionEnv:
     def reset(self) -> Observation:
         mj = self._mj
         mj.mj_resetData(self.model, self.data)
-        q = np.asarray(self.config.home_q, dtype=float)
+        q = np.asarray(self.profile.home_q, dtype=float)
         if self.config.reset_noise_rad > 0:
             q = q + self._rng.uniform(-1, 1, size=q.shape) * self.config.reset_noise_rad
         self.data.qpos[self._qadr] = self.kinematics.clip_to_limits(q)
@@ -345,8 +347,12 @@ class WidowXInsertionEnv:
 
     # --- robot-level access (the ROS sim_node uses these) ----------------------------------------
 
+    @property
+    def joint_names(self) -> tuple[str, ...]:
+        return self.profile.joint_names
+
     def joint_state(self) -> tuple[np.ndarray, np.ndarray]:
-        """Arm joint positions (rad) and velocities (rad/s), in ARM_JOINTS order."""
+        """Arm joint positions (rad) and velocities (rad/s), in `joint_names` order."""
         return self.data.qpos[self._qadr].copy(), self.data.qvel[self._vadr].copy()
 
     def camera_images(self) -> dict[str, np.ndarray]:
@@ -357,13 +363,22 @@ class WidowXInsertionEnv:
         return self._renderer.render(self.data, ("scene", "wrist"))
 
     def step_velocity(self, qdot_rad_s: np.ndarray) -> SafeCommand:
-        """Apply a joint-velocity command (rad/s) for one control period, through the safety filter.
+        """Apply a joint-velocity command (rad/s) for one control period, through the safety filter
+        (the env's own command path: no arm bridge in between).
 
         Returns what was actually sent (after the filter and the Dynamixel velocity quantum).
         """
         q, _ = self.joint_state()
         command = self.safety.filter(q, qdot_rad_s)
-        velocity = command.velocity
+        return SafeCommand(velocity=self.apply_velocity(command.velocity), events=command.events)
+
+    def apply_velocity(self, qdot_rad_s: np.ndarray) -> np.ndarray:
+        """Hold a joint-velocity command (rad/s) for one control period as the servos would: no
+        safety filter (the arm bridge owns it on the ROS path), the Dynamixel velocity quantum, the
+        actuators' velocity range. Returns the velocity sent to the actuators."""
+        velocity = np.asarray(qdot_rad_s, dtype=float).reshape(-1)
+        if velocity.shape != (len(self.joint_names),):
+            raise ValueError(f"{len(self.joint_names)} joint velocities expected, got {velocity.shape}")
         quantum = self.config.velocity_quantum
         if quantum > 0:
             velocity = np.trunc(velocity / quantum) * quantum
@@ -371,7 +386,7 @@ class WidowXInsertionEnv:
         for _ in range(self.substeps):
             self._mj.mj_step(self.model, self.data)
         self._mj.mj_forward(self.model, self.data)  # body poses of the final state, for the cameras
-        return SafeCommand(velocity=velocity, events=command.events)
+        return velocity
 
     def set_rig(self, rotation_deg: float, translation_mm: float) -> None:
         """Move the reset rig (router yaw in degrees, rail shift in mm) and update the port goals."""

@@ -19,6 +19,9 @@ import numpy as np
 
 from meld_core.robot.urdf import UrdfError, UrdfModel, axis_angle_matrix, expand_xacro
 
+# The WidowX 200's arm joints in command order (xs_sdk's `arm` group). The one copy of the list:
+# `WidowXKinematics` checks that the URDF's moving joints from base_link to ee_gripper_link are
+# exactly these, and every config derives its joint names from here or from a `RobotProfile`.
 ARM_JOINTS = ("waist", "shoulder", "elbow", "wrist_angle", "wrist_rotate")
 BASE_LINK = "base_link"
 EE_LINK = "ee_gripper_link"
@@ -98,6 +101,10 @@ class WidowXKinematics:
         missing = [name for name in ARM_JOINTS if name not in model.joints]
         if missing:
             raise UrdfError(f"URDF {model.name!r} lacks the WidowX arm joints {missing}")
+        chain = tuple(j.name for j in model.chain(self.base, prefix + EE_LINK) if j.type != "fixed")
+        if chain != ARM_JOINTS:
+            raise UrdfError(f"URDF {model.name!r}: the moving joints from {self.base} to {EE_LINK} are "
+                            f"{chain}, not the WidowX arm joints {ARM_JOINTS}")
         joints = [model.joints[name] for name in ARM_JOINTS]
         self.lower = np.array([j.lower for j in joints])
         self.upper = np.array([j.upper for j in joints])

@@ -1,9 +1,8 @@
 """The safety filter between any velocity command and the WidowX (real arm node and simulation).
 
-    kin = WidowXKinematics.from_urdf()
-    safety = SafetyFilter(SafetyConfig.from_kinematics(kin), kin)
+    safety = RobotProfile.load().safety_filter()       # limits from the one robot profile
     cmd = safety.filter(q_measured, qdot_requested)    # -> SafeCommand(velocity, events)
-    deadman = Deadman(safety.config.deadman_period_s)
+    deadman = Deadman(period_s=0.5)
 
 Rules, applied to every command in this order (each adds an event naming what it changed):
 
@@ -29,7 +28,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from meld_core.robot.kinematics import EE_LINK, TOOL_LINK, WidowXKinematics
+from meld_core.robot.kinematics import TOOL_LINK, WidowXKinematics
 
 log = logging.getLogger(__name__)
 
@@ -38,19 +37,19 @@ _AXES = "xyz"
 
 @dataclass(frozen=True)
 class SafetyConfig:
-    """Limits applied to every joint-velocity command."""
+    """Limits applied to every joint-velocity command. The robot's facts come from its profile
+    (`meld_core.robot.profile.RobotProfile.safety_config`); only the filter's margins are its own."""
 
     joint_names: tuple[str, ...]  # arm joints, in command order
     velocity_limits: tuple[float, ...]  # rad/s per joint; commands are clamped to these
     lower: tuple[float, ...]  # rad, lower position limit per joint (from the URDF)
     upper: tuple[float, ...]  # rad, upper position limit per joint (from the URDF)
+    workspace_min: tuple[float, float, float]  # m, box corner in base_link
+    workspace_max: tuple[float, float, float]  # m, opposite box corner
+    hold_time_s: float  # s a command may be applied before the next one (>= control period)
+    workspace_link: str = TOOL_LINK  # the link kept inside the box (plug tip, or ee_gripper_link)
     limit_margin: float = 0.03  # rad kept free inside each URDF limit (the filter's own limit)
     brake_margin: float = 0.2  # rad before the filter's limit over which speed towards it ramps to 0
-    hold_time_s: float = 0.35  # s a command may be applied before the next one (>= control period)
-    workspace_min: tuple[float, float, float] = (0.10, -0.30, 0.04)  # m, box corner in base_link
-    workspace_max: tuple[float, float, float] = (0.50, 0.30, 0.45)  # m, opposite box corner
-    workspace_link: str = TOOL_LINK  # the link kept inside the box (plug tip, or ee_gripper_link)
-    deadman_period_s: float = 0.5  # s without a fresh command after which the arm is stopped
 
     def __post_init__(self) -> None:
         n = len(self.joint_names)
@@ -67,28 +66,12 @@ class SafetyConfig:
                              "limit_margin")
         if self.limit_margin < 0 or self.brake_margin <= 0:
             raise ValueError("limit_margin must be >= 0 and brake_margin > 0")
-        if self.hold_time_s <= 0 or self.deadman_period_s <= 0:
-            raise ValueError("hold_time_s and deadman_period_s must be > 0")
+        if not self.hold_time_s > 0:
+            raise ValueError("hold_time_s must be > 0")
         if len(self.workspace_min) != 3 or len(self.workspace_max) != 3 or any(
                 a >= b for a, b in zip(self.workspace_min, self.workspace_max)):
             raise ValueError(f"workspace box needs min < max on x, y, z; got {self.workspace_min}, "
                              f"{self.workspace_max}")
-
-    @classmethod
-    def from_kinematics(cls, kin: WidowXKinematics, **overrides: object) -> SafetyConfig:
-        """Joint names, velocity and position limits from the URDF, anything else from overrides."""
-        values: dict[str, object] = dict(
-            joint_names=tuple(kin.joint_names),
-            velocity_limits=tuple(float(v) for v in kin.velocity_limits),
-            lower=tuple(float(v) for v in kin.lower),
-            upper=tuple(float(v) for v in kin.upper),
-            workspace_link=TOOL_LINK if kin.has_tool else EE_LINK,
-        )
-        values.update(overrides)
-        for key in ("velocity_limits", "lower", "upper", "workspace_min", "workspace_max", "joint_names"):
-            if key in values and not isinstance(values[key], tuple):
-                values[key] = tuple(values[key])  # e.g. lists from YAML
-        return cls(**values)
 
 
 @dataclass(frozen=True)

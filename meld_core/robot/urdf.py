@@ -30,34 +30,41 @@ class UrdfError(Exception):
     """The URDF/xacro could not be found, expanded or understood."""
 
 
-def default_urdf_path(filename: str = SCENE_XACRO) -> Path:
-    """Locate `urdf/<filename>` in a source checkout or an installed `share/meld_ros/urdf`.
+def share_file(directory: str, filename: str) -> Path:
+    """Locate `<directory>/<filename>` (directory "urdf" or "config") in a source checkout or an
+    installed `share/meld_ros/<directory>`.
 
-    Search order: `$MELD_URDF_DIR`, the checkout this module lives in, then the data directory
-    of an installation (`<prefix>/share/meld_ros/urdf`, as pip and colcon install it) for the
-    prefix this module is installed in, the Python prefix and every `$AMENT_PREFIX_PATH` entry.
+    Search order: `$MELD_URDF_DIR` (urdf) or `$MELD_CONFIG_DIR` (config), the checkout this module
+    lives in, then the data directory of an installation (`<prefix>/share/meld_ros/<directory>`, as
+    pip and colcon install it) for the prefix this module is installed in, the Python prefix and
+    every `$AMENT_PREFIX_PATH` entry.
     """
     candidates: list[Path] = []
-    env_dir = os.environ.get("MELD_URDF_DIR")
+    env_dir = os.environ.get(f"MELD_{directory.upper()}_DIR")
     if env_dir:
         candidates.append(Path(env_dir))
     here = Path(__file__).resolve()
-    candidates.append(here.parents[2] / "urdf")  # source checkout / editable install
+    candidates.append(here.parents[2] / directory)  # source checkout / editable install
     # Installed as <prefix>/lib/pythonX.Y/site-packages/meld_core/robot/urdf.py -> <prefix>.
     prefixes = [str(here.parents[5])] if len(here.parents) > 5 else []
     prefixes += [sys.prefix, sys.base_prefix]
     prefixes += os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep)  # colcon / ROS workspaces
     for prefix in dict.fromkeys(prefixes):
         if prefix:
-            candidates.append(Path(prefix) / "share" / "meld_ros" / "urdf")
-    for directory in candidates:
-        path = directory / filename
+            candidates.append(Path(prefix) / "share" / "meld_ros" / directory)
+    for candidate in candidates:
+        path = candidate / filename
         if path.is_file():
             return path
     raise UrdfError(
-        f"cannot find urdf/{filename}; looked in {', '.join(str(c) for c in candidates)}. "
-        "Set MELD_URDF_DIR to the directory holding the meld xacro files."
+        f"cannot find {directory}/{filename}; looked in {', '.join(str(c) for c in candidates)}. "
+        f"Set MELD_{directory.upper()}_DIR to the directory holding it."
     )
+
+
+def default_urdf_path(filename: str = SCENE_XACRO) -> Path:
+    """`urdf/<filename>` of a source checkout or an installation (see `share_file`)."""
+    return share_file("urdf", filename)
 
 
 def expand_xacro(path: str | Path | None = None, **args: object) -> str:

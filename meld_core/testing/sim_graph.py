@@ -1,6 +1,6 @@
 """The ROS graph of `sim.launch.py` without ROS, on a virtual clock: a `RobotLink` for CI.
 
-    link = SimGraphLink(WidowXInsertionEnv(cfg))
+    link = SimGraphLink(WidowXInsertionEnv(cfg), cfg.control_hz)
     env = remote_env_factory(link, RemoteEnvConfig())(run_config)   # what agent_node builds
 
 `SimGraphLink` wires the same pieces the launch file starts, in the same way, but calls them
@@ -20,6 +20,7 @@ import numpy as np
 from meld_core.bridge.arm_bridge import ArmBridge, ArmBridgeConfig
 from meld_core.bridge.remote_env import RobotTimeoutError
 from meld_core.bridge.sim_robot import SimEnvLike, SimRobot, SimRobotConfig
+from meld_core.robot.profile import RobotProfile
 
 
 class SimGraphLink:
@@ -32,29 +33,14 @@ class SimGraphLink:
         *,
         bridge_config: ArmBridgeConfig | None = None,
         sim_config: SimRobotConfig | None = None,
-        safety_filter=None,
+        profile: RobotProfile | None = None,
         start_time: float = 100.0,
     ) -> None:
         self.robot = SimRobot(sim_config or SimRobotConfig(), env)
         self.bridge_config = bridge_config or ArmBridgeConfig()
-        if safety_filter is None:
-            from meld_core.robot.kinematics import WidowXKinematics
-            from meld_core.robot.safety import SafetyConfig, SafetyFilter
-
-            kin = WidowXKinematics.from_urdf()
-            c = self.bridge_config
-            safety_filter = SafetyFilter(
-                SafetyConfig.from_kinematics(
-                    kin,
-                    workspace_min=c.workspace_min,
-                    workspace_max=c.workspace_max,
-                    hold_time_s=c.hold_time_s,
-                    deadman_period_s=c.deadman_period_s,
-                ),
-                kin,
-            )
-        self.bridge = ArmBridge(self.bridge_config, safety_filter)
-        self.joints = self.bridge_config.joint_names
+        # arm_node builds its profile from the URDF and config/widowx_profile.yaml, as the env did
+        self.bridge = ArmBridge(self.bridge_config, profile or RobotProfile.load())
+        self.joints = self.bridge.joint_names
         self.t = start_time
         self._periods = {
             "physics": 1.0 / control_hz,
