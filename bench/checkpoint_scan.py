@@ -46,8 +46,8 @@ def main() -> int:
     import torch
 
     torch.set_num_threads(1)
-    from meld_core.train.evaluation import evaluate
-    from meld_core.train.trainer import load_run_agent, validation_tasks
+    from meld_core.train.evaluation import evaluate, validation_tasks
+    from meld_core.train.setup import load_run_agent
 
     rd, cfg, _, env, agent = load_run_agent(args.run_dir)
     folder = Path(args.checkpoints) if args.checkpoints else rd.checkpoints_dir

@@ -46,7 +46,8 @@ def train_variant(name: str, out: str, minutes: float, eval_every: int, seed: in
 
     torch.set_num_threads(1)
     from meld_core.config.presets import preset_config
-    from meld_core.train.trainer import TrainerHooks, run_training
+    from meld_core.train.hooks import TrainerHooks
+    from meld_core.train.trainer import run_training
 
     reward_input, reward_target = VARIANTS[name]
     train = {key: overrides[flag] for flag, key in (("model_ratio", "model_train_ratio"),
@@ -81,10 +82,10 @@ def train_variant(name: str, out: str, minutes: float, eval_every: int, seed: in
             if time.monotonic() > deadline:
                 trainer.request_stop()
 
-        def on_episode(self, trainer, episode, data):
+        def on_episode(self, trainer, episode):
             self._check(trainer)
 
-        def on_train_metrics(self, trainer, prefix, metrics):
+        def on_gradient_step(self, trainer, kind, metrics):
             self._check(trainer)
 
     run_training(cfg, Path(out) / name, resume=(Path(out) / name / "config.yaml").exists(), hooks=[Budget()],
@@ -181,9 +182,9 @@ def main() -> int:
     train_wall = time.monotonic() - t0
     load_after = os.getloadavg()
 
+    from meld_core.train.evaluation import evaluate_run
     from meld_core.train.media import plot_learning_curves
     from meld_core.train.rundir import RunDir
-    from meld_core.train.trainer import evaluate_run
 
     curves, figures = {}, {}
     for n in names:

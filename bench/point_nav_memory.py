@@ -42,7 +42,7 @@ def main() -> int:
     from meld_core.envs.base import Task
     from meld_core.train.rollout import posterior_reward
     from meld_core.train.rundir import CheckpointError, RunDirError
-    from meld_core.train.trainer import load_run_agent
+    from meld_core.train.setup import load_run_agent
 
     torch.manual_seed(args.seed)
     try:

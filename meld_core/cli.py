@@ -49,26 +49,18 @@ def _cmd_train(args: argparse.Namespace) -> int:
     """Meta-train (or resume) a run; Ctrl-C stops cleanly after the running episode with a checkpoint."""
     import signal
 
-    from meld_core.config.presets import UnknownPresetError, preset_config
+    from meld_core.config.presets import UnknownPresetError
     from meld_core.envs.registry import UnknownEnvError
     from meld_core.train.rundir import CheckpointError, RunDir, RunDirError
-    from meld_core.train.trainer import load_run_config, run_training
+    from meld_core.train.setup import resolve_run_config
+    from meld_core.train.trainer import run_training
 
     rd = RunDir(args.run_dir)
-    overrides = {k: v for k, v in (("num_iterations", args.iterations), ("seed", args.seed)) if v is not None}
     try:
-        if args.offline_run is not None and args.stage is None:
-            args.stage = "sparse"
-        if args.resume and rd.exists() and args.env is None:
-            config = load_run_config(rd)  # continue the stored run with its own config
-            if args.iterations is not None:
-                config = dataclasses.replace(
-                    config, train=dataclasses.replace(config.train, num_iterations=args.iterations))
-        else:
-            if args.env is None:
-                raise CliError("--env is required (e.g. --env point_nav) unless --resume continues a run")
-            offline = str(Path(args.offline_run).resolve()) if args.offline_run else None
-            config = preset_config(args.env, args.preset, args.stage or "dense", offline, **overrides)
+        config = resolve_run_config(
+            rd.root, resume=args.resume and args.env is None, env=args.env, preset=args.preset,
+            stage=args.stage or ("sparse" if args.offline_run else "dense"), offline_run=args.offline_run,
+            iterations=args.iterations, seed=args.seed)
         if args.threads is not None:
             config = dataclasses.replace(
                 config, device=dataclasses.replace(config.device, num_threads=args.threads))
@@ -103,8 +95,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 def _cmd_eval(args: argparse.Namespace) -> int:
     """Meta-test a run's checkpoint on its held-out tasks and print the success table."""
+    from meld_core.train.evaluation import evaluate_run
     from meld_core.train.rundir import CheckpointError, RunDirError
-    from meld_core.train.trainer import evaluate_run
 
     try:
         result, summary = evaluate_run(args.run_dir, episodes_per_trial=args.episodes_per_trial,

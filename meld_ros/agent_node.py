@@ -5,7 +5,7 @@
 
 Train mode calls `meld_core.train.trainer.run_training` (the loop behind `meld train`, same run
 directory: config.yaml, episodes/, checkpoints/, tb/, eval/), eval mode calls
-`meld_core.train.trainer.evaluate_run` (behind `meld eval`), both with a TaskEnv over ROS
+`meld_core.train.evaluation.evaluate_run` (behind `meld eval`), both with a TaskEnv over ROS
 (`meld_core.bridge.remote_env.RemoteRobotEnv` + `meld_ros.ros_env.RosRobotLink`). The trainer runs in
 its own thread, started once the executor spins; ROS callbacks run in a MultiThreadedExecutor with
 explicit callback groups (inputs reentrant, service clients and diagnostics separate).
@@ -31,6 +31,7 @@ from meld_core.bridge.agent_run import AgentRunConfig, remote_env_factory, train
 from meld_core.bridge.remote_env import RemoteEnvConfig
 from meld_core.hardware.diagnostics import DiagLevel, DiagStatus
 from meld_core.robot.kinematics import ARM_JOINTS
+from meld_core.train.hooks import TrainerHooks
 from meld_ros.common import declare_config, diagnostic_array, to_diagnostic
 from meld_ros.ros_env import RosRobotLink
 
@@ -39,38 +40,26 @@ from meld_ros.ros_env import RosRobotLink
 STOP_GRACE_S = 10.0
 
 
-class _ProgressHooks:
+class _ProgressHooks(TrainerHooks):
     """Trainer hooks that log progress lines (the launch test waits for them)."""
 
     def __init__(self, node: Node) -> None:
         self.node = node
-        self.iteration = 0
-
-    def _check(self, trainer) -> None:
-        iteration = trainer.counters.iteration
-        if iteration > self.iteration:
-            self.iteration = iteration
-            c = trainer.counters
-            self.node.get_logger().info(
-                f"training iteration {iteration} complete ({c.episodes} episodes, {c.env_steps} env steps, "
-                f"{c.model_steps} model steps, {c.ac_steps} AC steps)"
-            )
 
     def on_phase(self, trainer, phase: str) -> None:
-        self._check(trainer)
         self.node.get_logger().info(f"trainer phase: {phase}")
 
-    def on_episode(self, trainer, episode, data) -> None:
-        self._check(trainer)
-
-    def on_train_metrics(self, trainer, prefix: str, metrics: dict) -> None:
-        self._check(trainer)
+    def on_iteration(self, trainer) -> None:
+        c = trainer.counters
+        self.node.get_logger().info(
+            f"training iteration {c.iteration} complete ({c.episodes} episodes, {c.env_steps} env steps, "
+            f"{c.model_steps} model steps, {c.ac_steps} AC steps)"
+        )
 
     def on_eval(self, trainer, result) -> None:
         self.node.get_logger().info(f"evaluation: success per episode position {result.success_per_position}")
 
     def on_checkpoint(self, trainer, path) -> None:
-        self._check(trainer)
         self.node.get_logger().info(f"checkpoint written: {path}")
 
 
@@ -124,7 +113,8 @@ class AgentNode(Node):
         )
 
     def _run(self) -> None:
-        from meld_core.train.trainer import evaluate_run, run_training
+        from meld_core.train.evaluation import evaluate_run
+        from meld_core.train.trainer import run_training
 
         cfg = self.config
         log = self.get_logger()

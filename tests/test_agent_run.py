@@ -14,6 +14,7 @@ from meld_core.bridge.remote_env import RemoteEnvConfig  # noqa: E402
 from meld_core.envs.registry import env_names  # noqa: E402
 from meld_core.testing.sim_graph import SimGraphLink  # noqa: E402
 from meld_core.testing.widowx_smoke import smoke_run_config, write_smoke_config  # noqa: E402
+from meld_core.train.rundir import RunDirError  # noqa: E402
 
 pytestmark = [pytest.mark.render, pytest.mark.slow]
 
@@ -30,7 +31,7 @@ def test_training_config_from_a_yaml_file(tmp_path):
     assert cfg == dataclasses.replace(
         smoke_run_config(), train=dataclasses.replace(smoke_run_config().train, num_iterations=1)
     )
-    with pytest.raises(FileNotFoundError, match="run_config"):
+    with pytest.raises(RunDirError, match="missing.yaml does not exist"):
         training_config(AgentRunConfig(run_config=str(tmp_path / "missing.yaml")))
 
 

@@ -9,7 +9,7 @@ import pytest
 from meld_core.hardware.diagnostics import DiagLevel
 from meld_core.hardware.rig_supervisor import (
     RigNodeConfig,
-    RigState,
+    RigNodeState,
     RigSupervisor,
     RigSupervisorError,
     pose_from_rig,
@@ -37,19 +37,19 @@ def names(rig):
 
 def test_lifecycle_maps_onto_client_calls():
     sup, rigs = make()
-    assert sup.state == RigState.UNCONFIGURED and sup.position() is None
+    assert sup.state == RigNodeState.UNCONFIGURED and sup.position() is None
     sup.configure()
     rig = rigs[0]
-    assert sup.state == RigState.INACTIVE and names(rig) == ["connect"]
+    assert sup.state == RigNodeState.INACTIVE and names(rig) == ["connect"]
     sup.activate()
-    assert sup.state == RigState.IDLE and names(rig)[-1] == "home"
+    assert sup.state == RigNodeState.IDLE and names(rig)[-1] == "home"
     sup.move(3.0, -4.0)
     assert sup.position() == pytest.approx((3.0, -4.0))
     assert sup.moves == 1 and sup.goal_seq == 1
     sup.deactivate()
-    assert sup.state == RigState.INACTIVE and names(rig)[-1] == "stop"
+    assert sup.state == RigNodeState.INACTIVE and names(rig)[-1] == "stop"
     sup.cleanup()
-    assert sup.state == RigState.UNCONFIGURED and names(rig)[-1] == "disconnect"
+    assert sup.state == RigNodeState.UNCONFIGURED and names(rig)[-1] == "disconnect"
 
 
 def test_goals_need_an_active_rig_and_respect_the_limits():
@@ -66,7 +66,7 @@ def test_goals_need_an_active_rig_and_respect_the_limits():
         sup.move(0.0, -11.0)
     with pytest.raises(RigSupervisorError, match="finite"):
         sup.move(math.nan, 0.0)
-    assert sup.state == RigState.IDLE
+    assert sup.state == RigNodeState.IDLE
 
 
 def test_configure_failure_reports_error():
@@ -74,11 +74,11 @@ def test_configure_failure_reports_error():
     sup._factory = lambda cfg: (_ for _ in ()).throw(OSError("no such port /dev/ttyACM9"))
     with pytest.raises(OSError):
         sup.configure()
-    assert sup.state == RigState.UNCONFIGURED and "ttyACM9" in sup.last_error  # configure may be retried
+    assert sup.state == RigNodeState.UNCONFIGURED and "ttyACM9" in sup.last_error  # configure may be retried
     assert sup.status().level == DiagLevel.ERROR
     sup._factory = make()[0]._factory
     sup.configure()
-    assert sup.state == RigState.INACTIVE
+    assert sup.state == RigNodeState.INACTIVE
 
 
 def test_a_failed_move_goes_to_error_and_home_recovers():
@@ -88,11 +88,11 @@ def test_a_failed_move_goes_to_error_and_home_recovers():
     rigs[0].fail_next("TIMEOUT")
     with pytest.raises(Exception, match="did not finish"):
         sup.move(1.0, 1.0)
-    assert sup.state == RigState.ERROR and sup.failures == 1
+    assert sup.state == RigNodeState.ERROR and sup.failures == 1
     with pytest.raises(RigSupervisorError):
         sup.move(1.0, 1.0)
     sup.home()
-    assert sup.state == RigState.IDLE
+    assert sup.state == RigNodeState.IDLE
     sup.move(1.0, 1.0)
 
 
@@ -113,18 +113,18 @@ def test_stop_from_another_thread_interrupts_a_move_and_latches():
     worker = threading.Thread(target=move)
     worker.start()
     deadline = time.monotonic() + 2.0
-    while sup.state != RigState.MOVING and time.monotonic() < deadline:
+    while sup.state != RigNodeState.MOVING and time.monotonic() < deadline:
         time.sleep(0.01)
     started = time.monotonic()
     sup.stop()
     worker.join(timeout=3.0)
     assert not worker.is_alive() and time.monotonic() - started < 1.5
-    assert errors and sup.state == RigState.STOPPED
+    assert errors and sup.state == RigNodeState.STOPPED
     with pytest.raises(RigSupervisorError, match="home"):
         sup.move(1.0, 1.0)
     rigs[0].motion_time_s = 0.0
     sup.home()
-    assert sup.state == RigState.IDLE
+    assert sup.state == RigNodeState.IDLE
 
 
 def test_shutdown_from_any_state_stops_and_closes():
@@ -132,7 +132,7 @@ def test_shutdown_from_any_state_stops_and_closes():
     sup.configure()
     sup.activate()
     sup.shutdown()
-    assert names(rigs[0])[-2:] == ["stop", "disconnect"] and sup.state == RigState.UNCONFIGURED
+    assert names(rigs[0])[-2:] == ["stop", "disconnect"] and sup.state == RigNodeState.UNCONFIGURED
 
 
 @pytest.mark.parametrize("rotation,translation", [(0.0, 0.0), (7.5, -3.2), (-8.0, 10.0)])

@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from meld_core.train.rundir import CheckpointError, RunDir, atomic_write_text
+from meld_core.files import atomic_write_text
+from meld_core.train.rundir import CheckpointError, RunDir
 
 
 def state(step):

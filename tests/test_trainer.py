@@ -12,17 +12,12 @@ from meld_core.algo.replay import ReplayStore
 from meld_core.config import RunConfig, config_from_dict
 from meld_core.config.presets import UnknownPresetError, preset_config
 from meld_core.envs.point_nav import PointNavConfig, PointNavEnv
-from meld_core.train.evaluation import evaluate
+from meld_core.train.evaluation import evaluate, evaluate_run, validation_tasks
+from meld_core.train.hooks import TrainerHooks
 from meld_core.train.metrics import read_metrics_csv
 from meld_core.train.rundir import RunDir, RunDirError
-from meld_core.train.trainer import (
-    ConfigMismatchError,
-    Trainer,
-    TrainerHooks,
-    evaluate_run,
-    run_training,
-    validation_tasks,
-)
+from meld_core.train.setup import ConfigMismatchError
+from meld_core.train.trainer import Trainer, run_training
 
 
 def tiny(**train):
@@ -101,7 +96,7 @@ class StopAfterEpisodes(TrainerHooks):
         self.n = n
         self.closed = False
 
-    def on_episode(self, trainer, episode, data):
+    def on_episode(self, trainer, episode):
         if trainer.counters.phase == "train" and trainer.counters.episodes >= self.n:
             trainer.request_stop()
 
@@ -166,7 +161,7 @@ def test_sparse_stage_reads_a_stage_one_run_as_offline_data(tmp_path):
     cfg = preset_config("point_nav", "smoke", "sparse", str(stage1))
     cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, num_iterations=2))
     trainer = run_training(cfg, tmp_path / "stage2", progress_bars=False)
-    assert trainer.offline is not None and trainer.offline.total_episodes == n_stage1
+    assert trainer.replay.offline is not None and trainer.replay.offline.total_episodes == n_stage1
     assert len(episode_ids(stage1)) == n_stage1  # nothing written into the stage-1 run
     summary = json.loads((tmp_path / "stage2" / "eval" / "summary.json").read_text())
     assert summary["reward_input"] == "sparse"
@@ -270,20 +265,19 @@ def test_validation_tasks_spread_over_the_list_and_cycle():
 
 def scripted_validation(monkeypatch, scores):
     """Real validation rollouts whose last-episode successes are overwritten by `scores`, in order."""
-    import meld_core.train.evaluation
-    import meld_core.train.trainer as trainer_module
+    import meld_core.train.evaluation as evaluation_module
 
-    real, queue = meld_core.train.evaluation.evaluate, list(scores)
+    queue = list(scores)
 
-    def evaluate(agent, env, tasks, *args, **kwargs):
-        result = real(agent, env, tasks, *args, **kwargs)
+    def scripted(agent, env, tasks, *args, **kwargs):
+        result = evaluate(agent, env, tasks, *args, **kwargs)  # the real one, imported above
         if tasks[0].split == "train":
             wins = round(queue.pop(0) * len(result.trials))
             for k, trial in enumerate(result.trials):
                 trial.episodes[-1].successes[-1] = k < wins
         return result
 
-    monkeypatch.setattr(trainer_module, "evaluate", evaluate)
+    monkeypatch.setattr(evaluation_module, "evaluate", scripted)
     return queue
 
 
@@ -318,3 +312,34 @@ def test_eval_of_the_best_checkpoint(tmp_path):
     result, summary = evaluate_run(run, rounds=1, video_trials=0, checkpoint="best")
     assert summary["checkpoint"] == "best" and summary["counters"] == RunDir(run).best_info()["counters"]
     assert len(result.trials) == 2
+
+
+class _Killed(BaseException):
+    """Stands in for a SIGKILL: nothing after it runs (no final checkpoint, no stop handling)."""
+
+
+class KillDuringTraining(TrainerHooks):
+    """Dies in the middle of iteration `iteration`'s gradient steps (its trial is already stored)."""
+
+    def __init__(self, iteration):
+        self.iteration = iteration
+
+    def on_gradient_step(self, trainer, kind, metrics):
+        if trainer.counters.iteration == self.iteration and kind == "ac":
+            raise _Killed
+
+
+def test_a_resumed_run_trains_the_iterations_it_owes(tmp_path):
+    # Before: trials collected after the checkpoint were credited as iterations without their
+    # gradient steps, so a killed-and-resumed run ended "done" with fewer model and AC steps.
+    cfg = tiny(num_iterations=4, checkpoint_interval=100, eval_interval=100)
+    whole = run_training(cfg, tmp_path / "whole", progress_bars=False).counters
+    run = tmp_path / "killed"
+    with pytest.raises(_Killed):
+        run_training(cfg, run, hooks=[KillDuringTraining(2)], progress_bars=False)
+    assert RunDir(run).load_checkpoint()["counters"]["iteration"] == 0  # the one after pre-training
+    resumed = run_training(None, run, resume=True, progress_bars=False).counters
+    assert resumed.phase == "done" and resumed.iteration == 4
+    assert (resumed.model_steps, resumed.ac_steps) == (whole.model_steps, whole.ac_steps)
+    assert resumed.episodes == whole.episodes  # the owed iterations were trained, not collected again
+    assert episode_ids(run) == list(range(resumed.episodes))

@@ -31,13 +31,13 @@ import contextlib
 import dataclasses
 import logging
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 from torch import nn
 
-from meld_core.algo.model import FilterState, LatentModel, count_parameters, model_parameter_counts
+from meld_core.algo.model import LatentModel, Posterior, count_parameters, model_parameter_counts
 from meld_core.algo.replay import TorchTrialBatch, TrialBatch
 from meld_core.algo.sac import SAC, Transitions
 from meld_core.config import DeviceConfig, ModelConfig, SACConfig
@@ -60,6 +60,32 @@ def cpu_has_native_bf16() -> bool:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):
         return False
+
+
+class Agent(Protocol):
+    """What the training loop, rollouts and evaluation need from an agent (`MeldAgent` is one)."""
+
+    def reset_belief(self) -> None:
+        """Start of a trial: the next frame is filtered from a fresh belief."""
+
+    def act(self, image: np.ndarray, reward: float, *, episode_start: bool, deterministic: bool = False,
+            prev_action: np.ndarray | None = None) -> np.ndarray:
+        """Filter one frame (with the reward of the transition into it) and return an action in [-1, 1]."""
+
+    def predicted_reward(self) -> tuple[float, float]:
+        """The reward decoder's (mean, std) at the current belief (for plots)."""
+
+    def update_model(self, batch: TrialBatch) -> dict[str, float]:
+        """One gradient step of the latent model; returns scalar metrics."""
+
+    def update_actor_critic(self, batch: TrialBatch) -> dict[str, float]:
+        """One gradient step of actor, critics and temperature; returns scalar metrics."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything a checkpoint needs to restore the agent (weights, optimisers, RNG)."""
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what `state_dict` returned."""
 
 
 class MeldAgent:
@@ -114,7 +140,7 @@ class MeldAgent:
         self._sampler.manual_seed(seed + 1)
         self.model_updates = 0
         self.ac_updates = 0
-        self._state: FilterState | None = None
+        self._state: Posterior | None = None
         self._prev_action: torch.Tensor | None = None
 
     # ------------------------------------------------------------------ precision

@@ -142,33 +142,19 @@ class GaussianMLP(MLP):
 
 
 @dataclass
-class FilterState:
-    """The filter's carry between frames: posterior samples and distribution parameters."""
+class Posterior:
+    """Posterior samples and distribution parameters of z1 and z2: (B, z) at one frame (the
+    online filter's carry), or (B, L, z) over a whole trial (the batched filter's output)."""
 
-    z1: Tensor  # (B, z1) sample
-    z2: Tensor  # (B, z2) sample
+    z1: Tensor  # sample
+    z2: Tensor  # sample (the GRU state when z2_transition == "gru")
     z1_mean: Tensor
     z1_std: Tensor
     z2_mean: Tensor
     z2_std: Tensor
 
     def belief(self) -> Tensor:
-        """(B, 2*(z1+z2)): the actor/critic input [z1 mean, z1 std, z2 mean, z2 std]."""
-        return torch.cat([self.z1_mean, self.z1_std, self.z2_mean, self.z2_std], dim=-1)
-
-
-@dataclass
-class FilterOutput:
-    """Posterior over a whole trial; every tensor is (B, L, ...)."""
-
-    z1: Tensor
-    z2: Tensor
-    z1_mean: Tensor
-    z1_std: Tensor
-    z2_mean: Tensor
-    z2_std: Tensor
-
-    def belief(self) -> Tensor:
+        """(..., 2*(z1+z2)): the actor/critic input [z1 mean, z1 std, z2 mean, z2 std]."""
         return torch.cat([self.z1_mean, self.z1_std, self.z2_mean, self.z2_std], dim=-1)
 
 
@@ -251,33 +237,33 @@ class LatentModel(nn.Module):
         pre2 = F.linear(prev_actions, l2.weight[:, z1 + z2:], l2.bias)
         return pre1, pre2
 
-    def _first_step(self, features: Tensor, e1: Tensor, e2: Tensor) -> FilterState:
+    def _first_step(self, features: Tensor, e1: Tensor, e2: Tensor) -> Posterior:
         m1, s1 = self.z1_first_posterior(features)
         z1 = m1 + s1 * e1
         m2, s2 = self.z2_first(z1)
         if self.gru:
             m2 = torch.tanh(m2)
-            return FilterState(z1, m2, m1, s1, m2, torch.zeros_like(m2))
-        return FilterState(z1, m2 + s2 * e2, m1, s1, m2, s2)
+            return Posterior(z1, m2, m1, s1, m2, torch.zeros_like(m2))
+        return Posterior(z1, m2 + s2 * e2, m1, s1, m2, s2)
 
     def _next_step(self, pre1: Tensor, pre2: Tensor, prev_z2: Tensor, weights: tuple[Tensor, Tensor, Tensor],
-                   e1: Tensor, e2: Tensor) -> FilterState:
+                   e1: Tensor, e2: Tensor) -> Posterior:
         w1_z2, w2_z1, w2_z2 = weights
         m1, s1 = self.z1_posterior.from_first_layer(pre1 + F.linear(prev_z2, w1_z2))
         z1 = m1 + s1 * e1
         if self.gru:  # pre2 is a_{t-1} here
             z2 = self.z2_step(torch.cat([z1, pre2], dim=-1), prev_z2)
-            return FilterState(z1, z2, m1, s1, z2, torch.zeros_like(z2))
+            return Posterior(z1, z2, m1, s1, z2, torch.zeros_like(z2))
         m2, s2 = self.z2_step.from_first_layer(pre2 + F.linear(z1, w2_z1) + F.linear(prev_z2, w2_z2))
-        return FilterState(z1, m2 + s2 * e2, m1, s1, m2, s2)
+        return Posterior(z1, m2 + s2 * e2, m1, s1, m2, s2)
 
     def filter_step(
         self,
         features: Tensor,
-        prev: FilterState | None,
+        prev: Posterior | None,
         prev_action: Tensor | None,
         noise: tuple[Tensor, Tensor] | None = None,
-    ) -> FilterState:
+    ) -> Posterior:
         """One posterior step (the online filter). `prev=None`: the trial's first frame.
 
         features (B, F); prev_action (B, A) is the action taken at the previous frame; noise
@@ -296,7 +282,7 @@ class LatentModel(nn.Module):
 
     def filter(
         self, features: Tensor, actions: Tensor, noise: tuple[Tensor, Tensor] | None = None
-    ) -> FilterOutput:
+    ) -> Posterior:
         """Posterior over whole trials: features (B, L, F), actions (B, L, A) -> (B, L, ...).
 
         Frame 0 uses the first-step networks; every later frame t the step networks with the z2
@@ -316,7 +302,7 @@ class LatentModel(nn.Module):
             for t in range(1, length):
                 state = self._next_step(pre1[t - 1], pre2[t - 1], state.z2, weights, e1[t], e2[t])
                 steps.append(state)
-        return FilterOutput(
+        return Posterior(
             *(torch.stack([getattr(s, k) for s in steps], dim=1)
               for k in ("z1", "z2", "z1_mean", "z1_std", "z2_mean", "z2_std"))
         )

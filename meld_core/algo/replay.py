@@ -22,9 +22,9 @@ task selection stays uniform with replacement. Relabelling offline rewards is th
 from __future__ import annotations
 
 import collections
+import io
 import json
 import logging
-import os
 import re
 import threading
 import zipfile
@@ -36,6 +36,7 @@ import numpy as np
 import torch
 
 from meld_core.config import ReplayConfig
+from meld_core.files import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 
@@ -105,25 +106,14 @@ class Episode:
 
     # ------------------------------------------------------------------ disk format
     def save(self, path: Path, *, compress: bool = True, fsync: bool = True) -> None:
-        """Write atomically: a temporary file in the same folder, then `os.replace`."""
-        path = Path(path)
-        tmp = path.with_name(f".{path.name}.tmp")
-        save = np.savez_compressed if compress else np.savez
-        with open(tmp, "wb") as f:
-            save(f, images=self.images, actions=self.actions, dense_rewards=self.dense_rewards,
-                 sparse_rewards=self.sparse_rewards, successes=self.successes,
-                 task_index=np.int64(self.task_index), episode_id=np.int64(self.episode_id),
-                 meta_json=np.array(json.dumps(self.meta)))
-            f.flush()
-            if fsync:
-                os.fsync(f.fileno())
-        os.replace(tmp, path)
-        if fsync:
-            dir_fd = os.open(path.parent, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
+        """Write atomically (`meld_core.files.atomic_write_bytes`: temporary file, fsync, rename)."""
+        buf = io.BytesIO()
+        (np.savez_compressed if compress else np.savez)(
+            buf, images=self.images, actions=self.actions, dense_rewards=self.dense_rewards,
+            sparse_rewards=self.sparse_rewards, successes=self.successes,
+            task_index=np.int64(self.task_index), episode_id=np.int64(self.episode_id),
+            meta_json=np.array(json.dumps(self.meta)))
+        atomic_write_bytes(Path(path), buf.getvalue(), fsync=fsync)
 
     @classmethod
     def load(cls, path: Path) -> Episode:

@@ -5,7 +5,7 @@
     env = remote_env_factory(link, io_config)(run_config)   # RemoteRobotEnv with the run's tasks
 
 The agent node calls `meld_core.train.trainer.run_training` (train mode) or
-`meld_core.train.trainer.evaluate_run` (eval mode) with `remote_env_factory(...)`: the same loop as
+`meld_core.train.evaluation.evaluate_run` (eval mode) with `remote_env_factory(...)`: the same loop as
 `meld train`, the same run directory layout, only the TaskEnv differs. The robot env takes every
 fact about the task family (tasks, episode length, control rate, image size, action scaling, reward)
 from the run's own environment config, so the robot and the simulation can never disagree.
@@ -17,7 +17,6 @@ import dataclasses
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from meld_core.bridge.remote_env import RemoteEnvConfig, RemoteRobotEnv, RewardFn, RobotLink
@@ -74,32 +73,13 @@ class AgentRunConfig:
 
 
 def training_config(cfg: AgentRunConfig) -> Any:
-    """The RunConfig to train with: the stored one when resuming an existing run, else the preset."""
-    from meld_core.config.presets import preset_config
-    from meld_core.train.rundir import RunDir
-    from meld_core.train.trainer import load_run_config
+    """The RunConfig to train with (`meld_core.train.setup.resolve_run_config`, as `meld train`)."""
+    from meld_core.train.setup import resolve_run_config
 
-    run_dir = RunDir(cfg.run_dir)
-    if cfg.resume and run_dir.exists():
-        return load_run_config(run_dir)
-    overrides = {}
-    if cfg.iterations >= 0:
-        overrides["num_iterations"] = cfg.iterations
-    if cfg.seed >= 0:
-        overrides["seed"] = cfg.seed
-    if cfg.run_config:
-        import yaml
-
-        from meld_core.config import RunConfig, config_from_dict
-
-        path = Path(cfg.run_config)
-        if not path.is_file():
-            raise FileNotFoundError(f"run_config {path} does not exist (give a RunConfig YAML, e.g. a run's "
-                                    "config.yaml, or leave it empty to use the preset)")
-        config = config_from_dict(RunConfig, yaml.safe_load(path.read_text()))
-        return dataclasses.replace(config, train=dataclasses.replace(config.train, **overrides))
-    offline = str(Path(cfg.offline_run).resolve()) if cfg.offline_run else None
-    return preset_config(cfg.env, cfg.preset, cfg.stage, offline, **overrides)
+    return resolve_run_config(cfg.run_dir, resume=cfg.resume, env=cfg.env, preset=cfg.preset, stage=cfg.stage,
+                              offline_run=cfg.offline_run or None, config_file=cfg.run_config or None,
+                              iterations=cfg.iterations if cfg.iterations >= 0 else None,
+                              seed=cfg.seed if cfg.seed >= 0 else None)
 
 
 def family_facts(env_config: Any) -> dict[str, Any]:

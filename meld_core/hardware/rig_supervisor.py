@@ -95,7 +95,7 @@ class RigNodeConfig:
                 raise ValueError(f"RigNodeConfig.{name} must be > 0, got {getattr(self, name)}")
 
 
-class RigState(str, enum.Enum):
+class RigNodeState(str, enum.Enum):
     UNCONFIGURED = "unconfigured"
     INACTIVE = "inactive"
     HOMING = "homing"
@@ -141,7 +141,7 @@ class RigSupervisor:
         self._factory = client_factory
         self._client: RigClient | None = None
         self._lock = threading.Lock()  # guards state; the client is called outside it so stop() can interrupt
-        self.state = RigState.UNCONFIGURED
+        self.state = RigNodeState.UNCONFIGURED
         self.goal: tuple[float, float] | None = None
         self.last_error = ""
         self.moves = 0
@@ -152,7 +152,7 @@ class RigSupervisor:
     # ---------------------------------------------------------------- lifecycle
     def configure(self) -> None:
         with self._lock:
-            self._require(RigState.UNCONFIGURED)
+            self._require(RigNodeState.UNCONFIGURED)
         try:
             client = self._factory(self.config)
             client.connect()
@@ -160,17 +160,17 @@ class RigSupervisor:
             self._error(f"could not open the reset rig on {self.config.port}: {exc}")
             with self._lock:
                 self.state = (
-                    RigState.UNCONFIGURED
+                    RigNodeState.UNCONFIGURED
                 )  # the lifecycle node is back in unconfigured: retry allowed
             raise
         with self._lock:
             self._client = client
-            self.state = RigState.INACTIVE
+            self.state = RigNodeState.INACTIVE
 
     def activate(self) -> None:
         with self._lock:
-            self._require(RigState.INACTIVE, RigState.STOPPED)
-            self.state = RigState.HOMING
+            self._require(RigNodeState.INACTIVE, RigNodeState.STOPPED)
+            self.state = RigNodeState.HOMING
         self._run(lambda c: c.home(self.config.home_timeout_s), "homing")
 
     def deactivate(self) -> None:
@@ -178,14 +178,14 @@ class RigSupervisor:
         if client is not None:
             self._safe_stop(client)
         with self._lock:
-            self.state = RigState.INACTIVE if client is not None else RigState.UNCONFIGURED
+            self.state = RigNodeState.INACTIVE if client is not None else RigNodeState.UNCONFIGURED
 
     def cleanup(self) -> None:
         client, self._client = self._client, None
         if client is not None:
             client.disconnect()
         with self._lock:
-            self.state = RigState.UNCONFIGURED
+            self.state = RigNodeState.UNCONFIGURED
 
     def shutdown(self) -> None:
         client, self._client = self._client, None
@@ -196,7 +196,7 @@ class RigSupervisor:
             except Exception as exc:  # shutting down anyway; report and go on
                 log.warning("reset rig: disconnect failed during shutdown: %s", exc)
         with self._lock:
-            self.state = RigState.UNCONFIGURED
+            self.state = RigNodeState.UNCONFIGURED
 
     # ---------------------------------------------------------------- commands
     def check_goal(self, rotation_deg: float, translation_mm: float) -> None:
@@ -216,10 +216,10 @@ class RigSupervisor:
         """Move to a goal and block until there (deadline: move_timeout_s)."""
         self.check_goal(rotation_deg, translation_mm)
         with self._lock:
-            if self.state == RigState.STOPPED:
+            if self.state == RigNodeState.STOPPED:
                 raise RigSupervisorError("reset rig is stopped; call the home service first")
-            self._require(RigState.IDLE)
-            self.state = RigState.MOVING
+            self._require(RigNodeState.IDLE)
+            self.state = RigNodeState.MOVING
             self.goal = (rotation_deg, translation_mm)
             self.goal_seq += 1
         self._run(lambda c: c.move_to(rotation_deg, translation_mm, self.config.move_timeout_s), "move")
@@ -227,8 +227,8 @@ class RigSupervisor:
 
     def home(self) -> None:
         with self._lock:
-            self._require(RigState.IDLE, RigState.STOPPED, RigState.ERROR)
-            self.state = RigState.HOMING
+            self._require(RigNodeState.IDLE, RigNodeState.STOPPED, RigNodeState.ERROR)
+            self.state = RigNodeState.HOMING
         self._run(lambda c: c.home(self.config.home_timeout_s), "homing")
 
     def stop(self) -> None:
@@ -239,8 +239,8 @@ class RigSupervisor:
         self._safe_stop(client)
         with self._lock:
             self.stops += 1
-            if self.state in (RigState.IDLE, RigState.MOVING, RigState.HOMING):
-                self.state = RigState.STOPPED
+            if self.state in (RigNodeState.IDLE, RigNodeState.MOVING, RigNodeState.HOMING):
+                self.state = RigNodeState.STOPPED
 
     def position(self) -> tuple[float, float] | None:
         """(rotation_deg, translation_mm) as the rig reports it, or None when no port is open."""
@@ -257,7 +257,7 @@ class RigSupervisor:
         )
 
     # ---------------------------------------------------------------- helpers
-    def _require(self, *states: RigState) -> None:
+    def _require(self, *states: RigNodeState) -> None:
         if self.state not in states:
             raise RigSupervisorError(
                 f"reset rig is {self.state.value}; this needs {' or '.join(s.value for s in states)}"
@@ -272,20 +272,20 @@ class RigSupervisor:
             call(client)
         except Exception as exc:
             with self._lock:
-                stopped = self.state == RigState.STOPPED
+                stopped = self.state == RigNodeState.STOPPED
             if stopped:
                 raise RigSupervisorError(f"reset rig {what} interrupted by stop") from exc
             self._error(f"reset rig {what} failed: {exc}")
             raise
         with self._lock:
-            if self.state == RigState.STOPPED:
+            if self.state == RigNodeState.STOPPED:
                 raise RigSupervisorError(f"reset rig {what} interrupted by stop")
-            self.state = RigState.IDLE
+            self.state = RigNodeState.IDLE
         log.info("reset rig: %s done in %.1f s", what, time.monotonic() - started)
 
     def _error(self, message: str) -> None:
         with self._lock:
-            self.state = RigState.ERROR
+            self.state = RigNodeState.ERROR
             self.last_error = message
             self.failures += 1
         log.error("%s", message)
@@ -310,9 +310,9 @@ class RigSupervisor:
         if self.goal is not None:
             values["goal_rotation_deg"] = f"{self.goal[0]:.3f}"
             values["goal_translation_mm"] = f"{self.goal[1]:.3f}"
-        if self.state == RigState.ERROR or (self.state == RigState.UNCONFIGURED and self.last_error):
+        if self.state == RigNodeState.ERROR or (self.state == RigNodeState.UNCONFIGURED and self.last_error):
             return DiagStatus(DiagLevel.ERROR, self.last_error or "error", values)
-        if self.state in (RigState.STOPPED, RigState.UNCONFIGURED, RigState.INACTIVE):
+        if self.state in (RigNodeState.STOPPED, RigNodeState.UNCONFIGURED, RigNodeState.INACTIVE):
             return DiagStatus(DiagLevel.WARN, self.state.value, values)
         return DiagStatus(DiagLevel.OK, self.state.value, values)
 

@@ -1,5 +1,6 @@
 """Meta-testing (Algorithm 2 of the paper): held-out tasks, a fresh belief per trial, success per
-episode position; plus the artefacts users look at (success table, videos, reward-prediction plots).
+episode position; plus the artefacts users look at (success table, videos, reward-prediction plots),
+the periodic evaluation of a training run (`EvaluationHook`) and `meld eval` (`evaluate_run`).
 
     meld eval --run-dir runs/point_smoke --episodes-per-trial 2 --rounds 3
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,18 +22,19 @@ from typing import Any
 import numpy as np
 
 from meld_core.envs.base import Task, TaskEnv
-from meld_core.train.rollout import TrialData, run_trial
+from meld_core.train.hooks import TrainerHooks
+from meld_core.train.rollout import TrialRollout, run_trial
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass
 class EvalResult:
-    """Outcome of meta-testing: one TrialData per trial, and the tables derived from them."""
+    """Outcome of meta-testing: one TrialRollout per trial, and the tables derived from them."""
 
     episodes_per_trial: int
     reward_input: str  # the reward the posterior saw
-    trials: list[TrialData] = field(default_factory=list)
+    trials: list[TrialRollout] = field(default_factory=list)
 
     def _per_position(self, fn: Callable[[Any], float]) -> list[float]:
         out = []
@@ -171,8 +174,8 @@ def write_eval_artefacts(result: EvalResult, out_dir: Path, *, fps: float, episo
                          overview: np.ndarray | None = None) -> dict[str, Any]:
     """summary.json, success.md, an MP4 and a reward-prediction plot per recorded trial, and
     `overview.png` (an RGB image from `trial_overview`) when given."""
+    from meld_core.files import atomic_write_text
     from meld_core.train.media import annotate, plot_reward_prediction, write_mp4
-    from meld_core.train.rundir import atomic_write_text
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -201,7 +204,9 @@ def write_eval_artefacts(result: EvalResult, out_dir: Path, *, fps: float, episo
                      f"success per episode: {[int(ep.success) for ep in trial.episodes]}")
             plots.append(str(plot_reward_prediction(
                 out_dir / "plots" / f"{name}_reward.png", cat("pred_mean"), cat("pred_std"),
-                cat("dense_rewards"), cat("sparse_rewards"), episode_length, title).relative_to(out_dir)))
+                np.concatenate([ep.episode.dense_rewards for ep in eps]),
+                np.concatenate([ep.episode.sparse_rewards for ep in eps]), episode_length, title
+            ).relative_to(out_dir)))
     summary["videos"] = videos
     summary["plots"] = plots
     if overview is not None:
@@ -216,3 +221,128 @@ def write_eval_artefacts(result: EvalResult, out_dir: Path, *, fps: float, episo
     atomic_write_text(out_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
     atomic_write_text(out_dir / "success.md", result.table() + "\n")
     return summary
+
+
+def validation_tasks(tasks: Sequence[Task], count: int) -> list[Task]:
+    """`count` tasks spread evenly over `tasks` (cycled when count > len(tasks)), the same each time,
+    so that successive checkpoints are compared on the same tasks."""
+    if count <= len(tasks):
+        return [tasks[int(i)] for i in np.linspace(0, len(tasks) - 1, count).round()]
+    return [tasks[i % len(tasks)] for i in range(count)]
+
+
+class EvaluationHook(TrainerHooks):
+    """The periodic evaluation of a training run.
+
+    Every `eval_interval` iterations (and at the end): `eval_trials` trials on held-out tasks (drawn
+    without replacement, cycled), artefacts in eval/step_<env steps>/, a line in eval/history.jsonl.
+    With `validation_trials > 0` it also runs that many trials on train tasks (spread evenly, the
+    same each time) and keeps the checkpoint whose last episode succeeded most often there as
+    checkpoints/best.pt (ties go to the newer one): a run's policy can swing between evaluations, so
+    the newest checkpoint is not always the one to deploy. Held-out tasks never choose it.
+    """
+
+    def __init__(self) -> None:
+        self.best_score: float | None = None  # validation score of checkpoints/best.pt
+
+    def on_start(self, trainer: Any) -> None:
+        best = trainer.run_dir.best_info() if trainer.resume else None
+        if best is not None:
+            self.best_score = float(best["score"])
+
+    def on_phase(self, trainer: Any, phase: str) -> None:
+        if phase == "train" and trainer.config.train.eval_at_start:
+            self.evaluate(trainer)
+
+    def on_iteration(self, trainer: Any) -> None:
+        t, it = trainer.config.train, trainer.counters.iteration
+        if it % t.eval_interval == 0 or it == t.num_iterations:
+            self.evaluate(trainer, final=it == t.num_iterations)
+
+    def on_end(self, trainer: Any) -> None:
+        # A finished run resumed without new iterations still reports its final table.
+        if trainer.counters.phase == "done" and not trainer.stop_requested and trainer.last_eval is None:
+            self.evaluate(trainer, final=True)
+
+    def evaluate(self, trainer: Any, final: bool = False) -> EvalResult:
+        env, t, c = trainer.env, trainer.config.train, trainer.counters
+        eval_tasks = list(env.eval_tasks)
+        order = trainer.rng.permutation(len(eval_tasks))
+        chosen = [eval_tasks[int(order[i % len(order)])] for i in range(t.eval_trials)]
+        trainer.set_status("evaluating")
+        result = evaluate(trainer.agent, env, chosen, t.episodes_per_trial, 1,
+                          trainer.config.model.reward_input, deterministic=t.eval_deterministic,
+                          record_trials=t.video_trials, progress=trainer.progress_bars)
+        c.evaluations += 1
+        trainer.last_eval = result
+        trainer.log("eval", result.scalars())
+        validation = self.validate(trainer) if t.validation_trials > 0 else None
+        trainer.set_status("running")
+        out = trainer.run_dir.eval_dir / f"step_{c.env_steps:09d}"
+        overview = trial_overview(env, result)
+        write_eval_artefacts(result, out, fps=env.spec.control_hz, episode_length=env.spec.episode_length,
+                             extra={"counters": c.as_dict()}, overview=overview)
+        record = {"counters": c.as_dict(), "success_per_position": result.success_per_position,
+                  "reached_per_position": result.reached_per_position,
+                  "dense_return_per_position": result.dense_return_per_position,
+                  "num_trials": len(result.trials), "final": final}
+        if validation is not None:
+            record["validation_success_per_position"] = validation.success_per_position
+        trainer.run_dir.append_eval_record(record)
+        if final:
+            write_eval_artefacts(result, trainer.run_dir.eval_dir, fps=env.spec.control_hz,
+                                 episode_length=env.spec.episode_length,
+                                 extra={"counters": c.as_dict(), "source": "end of training"},
+                                 overview=overview)
+        logger.info("eval at %d env steps: success per episode position %s (at any frame: %s)", c.env_steps,
+                    [round(s, 2) for s in result.success_per_position],
+                    [round(s, 2) for s in result.reached_per_position])
+        trainer.emit("on_eval", result)
+        return result
+
+    def validate(self, trainer: Any) -> EvalResult:
+        """Trials on train tasks; keep checkpoints/best.pt when the last episode did at least as well."""
+        t = trainer.config.train
+        tasks = validation_tasks(trainer.env.train_tasks, t.validation_trials)
+        result = evaluate(trainer.agent, trainer.env, tasks, t.episodes_per_trial, 1,
+                          trainer.config.model.reward_input, deterministic=t.eval_deterministic)
+        trainer.log("validation", result.scalars())
+        score = result.success_per_position[-1]
+        if self.best_score is None or score >= self.best_score:
+            self.best_score = score
+            trainer.run_dir.save_best_checkpoint(trainer.checkpoint_state(), {
+                "score": score,
+                "metric": f"episode-{t.episodes_per_trial} success on {len(result.trials)} train-task trials",
+                "validation_success_per_position": result.success_per_position,
+                "counters": trainer.counters.as_dict(),
+                "time": time.time(),
+            })
+            logger.info("best checkpoint so far: validation success %s at %d env steps",
+                        [round(s, 2) for s in result.success_per_position], trainer.counters.env_steps)
+        return result
+
+
+def evaluate_run(run_dir: str | Path, *, episodes_per_trial: int | None = None, rounds: int = 3,
+                 checkpoint: str | Path | None = None, device: str | None = None, video_trials: int = 2,
+                 deterministic: bool | None = None,
+                 env_factory: Callable[[Any], TaskEnv] | None = None,
+                 ) -> tuple[EvalResult, dict[str, Any]]:
+    """Meta-test a run's checkpoint on all held-out tasks; writes run_dir/eval/summary.json etc."""
+    from meld_core.train.setup import load_run_agent
+
+    rd, config, state, env, agent = load_run_agent(run_dir, checkpoint=checkpoint, device=device,
+                                                   env_factory=env_factory)
+    try:
+        E = episodes_per_trial or config.train.episodes_per_trial
+        det = config.train.eval_deterministic if deterministic is None else deterministic
+        result = evaluate(agent, env, list(env.eval_tasks), E, rounds, config.model.reward_input,
+                          deterministic=det, record_trials=video_trials, progress=True)
+        summary = write_eval_artefacts(result, rd.eval_dir, fps=env.spec.control_hz,
+                                       episode_length=env.spec.episode_length,
+                                       extra={"counters": state["counters"], "rounds": rounds,
+                                              "deterministic": det, "source": "meld eval",
+                                              "checkpoint": str(checkpoint or "latest")},
+                                       overview=trial_overview(env, result))
+    finally:
+        env.close()
+    return result, summary

@@ -15,48 +15,54 @@ from typing import Any
 
 import numpy as np
 
+from meld_core.algo.agent import Agent
+from meld_core.algo.replay import Episode
 from meld_core.envs.base import Observation, Task, TaskEnv
 
 
 @dataclass
-class EpisodeData:
-    """One finished episode as plain arrays (T+1 frames; frame 0 is the reset frame)."""
+class RolloutEpisode:
+    """An episode as it was run: the record the replay stores (`episode`: frames, actions, rewards,
+    successes, task, position in the trial) plus what only the live run has (the env's info per
+    frame, the reward decoder's predictions, rendered video frames)."""
 
-    images: np.ndarray  # uint8 (T+1, H, W, 3)
-    actions: np.ndarray  # float32 (T+1, A); the last one was produced but not executed
-    dense_rewards: np.ndarray  # float32 (T+1,), 0 on frame 0
-    sparse_rewards: np.ndarray  # float32 (T+1,), 0 on frame 0
-    successes: np.ndarray  # bool (T+1,)
-    position_in_trial: int  # 0 .. E-1
-    final_info: dict[str, Any] = field(default_factory=dict)  # env info of the last frame
+    episode: Episode  # the stored record (T+1 frames; frame 0 is the reset frame)
+    infos: list[dict[str, Any]] = field(default_factory=list)  # env info of every frame (overview plots)
     pred_mean: np.ndarray | None = None  # reward decoder mean per frame (None for random actions)
     pred_std: np.ndarray | None = None  # reward decoder std per frame
     video: list[np.ndarray] | None = None  # render_frame() per frame when recording
-    infos: list[dict[str, Any]] = field(default_factory=list)  # env info of every frame (overview plots)
+
+    @property
+    def position_in_trial(self) -> int:
+        return int(self.episode.meta["position_in_trial"])
+
+    @property
+    def successes(self) -> np.ndarray:
+        return self.episode.successes
 
     @property
     def success(self) -> bool:
         """An episode succeeds when the task is solved at its last frame."""
-        return bool(self.successes[-1])
+        return bool(self.episode.successes[-1])
 
     @property
     def reached(self) -> bool:
         """The task was solved at some frame of the episode (not necessarily the last)."""
-        return bool(self.successes.any())
+        return bool(self.episode.successes.any())
 
     @property
     def dense_return(self) -> float:
-        return float(self.dense_rewards.sum())
+        return float(self.episode.dense_rewards.sum())
 
     @property
     def sparse_return(self) -> float:
-        return float(self.sparse_rewards.sum())
+        return float(self.episode.sparse_rewards.sum())
 
 
 @dataclass
-class TrialData:
+class TrialRollout:
     task: Task
-    episodes: list[EpisodeData]  # fewer than E when a stop was requested mid-trial
+    episodes: list[RolloutEpisode]  # fewer than E when a stop was requested mid-trial
 
 
 def posterior_reward(obs: Observation, reward_input: str) -> float:
@@ -73,16 +79,16 @@ def run_trial(
     task: Task,
     episodes_per_trial: int,
     *,
-    agent: Any = None,
+    agent: Agent | None = None,
     reward_input: str = "dense",
     deterministic: bool = False,
     rng: np.random.Generator | None = None,
     record_video: bool = False,
     record_prediction: bool = False,
-    on_episode: Callable[[EpisodeData], None] | None = None,
+    on_episode: Callable[[RolloutEpisode], None] | None = None,
     on_step: Callable[[], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
-) -> TrialData:
+) -> TrialRollout:
     """Run one trial of `episodes_per_trial` episodes on `task`.
 
     `agent=None` acts uniformly at random in [-1, 1]^A with `rng` (the warm-up policy). Otherwise
@@ -97,7 +103,7 @@ def run_trial(
     env.set_task(task)
     if agent is not None:
         agent.reset_belief()
-    trial = TrialData(task=task, episodes=[])
+    trial = TrialRollout(task=task, episodes=[])
     for position in range(episodes_per_trial):
         if position > 0 and should_stop is not None and should_stop():
             break
@@ -135,9 +141,10 @@ def run_trial(
                 obs = env.step(action)
                 if on_step is not None:
                     on_step()
-        episode = EpisodeData(images=images, actions=actions, dense_rewards=dense, sparse_rewards=sparse,
-                              successes=success, position_in_trial=position, final_info=infos[-1],
-                              pred_mean=pred_mean, pred_std=pred_std, video=video, infos=infos)
+        record = Episode(images=images, actions=actions, dense_rewards=dense, sparse_rewards=sparse,
+                         successes=success, task_index=task.index,
+                         meta={"position_in_trial": position, "task": dict(task.params)})
+        episode = RolloutEpisode(record, infos=infos, pred_mean=pred_mean, pred_std=pred_std, video=video)
         trial.episodes.append(episode)
         if on_episode is not None:
             on_episode(episode)
