@@ -7,6 +7,10 @@ a coarse calibration (5 steps/deg, 20 steps/mm) so that motions are short in sim
 runs the 16 MHz AVR at roughly 0.2-0.6x real time on a loaded machine). The harness's switches sit
 one step below the firmware's home positions, so after homing the simulated positions equal the
 firmware's step counters and every move can be checked step by step against the calibration.
+
+Every test starts its own rig_sim process, so it sees the firmware as after power-up (not homed,
+axes where the harness put them) whatever ran before it; a test that needs a homed rig asks for the
+`homed` fixture, which runs HOME through the client first.
 """
 
 from __future__ import annotations
@@ -155,7 +159,7 @@ def build(tmp_path_factory, request) -> Path:
     return out
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture()
 def sim(build):
     # At most half real time: a move that a test interrupts lasts >= 0.7 s of wall time even on a
     # fast machine, so a briefly descheduled test process still catches it in motion.
@@ -164,7 +168,7 @@ def sim(build):
     s.close()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture()
 def link(sim):
     ports = []
 
@@ -183,9 +187,12 @@ def rig(link):
     return link[0]
 
 
-def ensure_homed(rig):
-    if not rig.status().homed:
-        rig.home(timeout_s=120)
+@pytest.fixture()
+def homed(rig):
+    """This test's rig after HOME: homed, at 0 deg / 0 mm."""
+    state = rig.home(timeout_s=120)
+    assert state.homed and (state.rotation_steps, state.translation_steps) == (0, 0)
+    return rig
 
 
 def test_build_from_clean_tree_prints_size(build):
@@ -202,8 +209,7 @@ def test_handshake_and_status_before_homing(rig, sim):
 
 
 def test_move_before_homing_is_refused_without_steps(rig, sim):
-    if rig.status().homed:
-        pytest.skip("already homed by an earlier test")
+    assert not rig.status().homed  # a fresh firmware
     with pytest.raises(RigNotHomedError, match="home the rig first"):
         rig.move_to(1.0, 1.0)
     c = sim.count()
@@ -224,8 +230,8 @@ def test_homing_finds_the_switches_and_centres(rig, sim):
 
 
 @pytest.mark.parametrize("rotation_deg, translation_mm", [(3.0, -5.0), (-8.0, 10.0), (0.5, 0.25), (0.0, 0.0)])
+@pytest.mark.usefixtures("homed")
 def test_moves_step_exactly_by_the_calibration(rig, sim, rotation_deg, translation_mm):
-    ensure_homed(rig)
     before = sim.count()
     state = rig.move_to(rotation_deg, translation_mm, timeout_s=90)
     after = sim.count()
@@ -241,8 +247,8 @@ def test_moves_step_exactly_by_the_calibration(rig, sim, rotation_deg, translati
     assert state.state == "IDLE" and state.error is None
 
 
+@pytest.mark.usefixtures("homed")
 def test_stop_during_a_move_halts_and_holds(rig, sim):
-    ensure_homed(rig)
     rig.move_to(-8.0, -10.0, timeout_s=90)
     start = sim.count()
     errors: list[BaseException] = []
@@ -316,8 +322,8 @@ def test_unknown_command_and_bad_arguments_are_clear_errors(rig, sim, monkeypatc
     _assert_still_answers_without_moving(rig, sim, before)
 
 
+@pytest.mark.usefixtures("homed")
 def test_out_of_range_targets_are_refused(rig, sim):
-    ensure_homed(rig)
     before = sim.count()
     with pytest.raises(RigLimitError, match="soft limits"):
         rig.move_to(9.0, 0.0)  # refused by the client
@@ -343,9 +349,8 @@ def p_frame(body: str) -> bytes:
     return proto.frame(body)
 
 
+@pytest.mark.usefixtures("homed")
 def test_a_repeated_command_is_answered_but_not_run_twice(rig, sim, link):
-    ensure_homed(rig)
-    rig.move_to(0.0, 0.0, timeout_s=90)
     port = link[1][-1]
     port.log = b""
     port.duplicate = 1  # the MOVE line goes out twice, as after a lost reply
@@ -356,8 +361,8 @@ def test_a_repeated_command_is_answered_but_not_run_twice(rig, sim, link):
     assert sim.count().trans_pos == 100
 
 
+@pytest.mark.usefixtures("homed")
 def test_host_silence_during_a_move_trips_the_watchdog(rig, sim):
-    ensure_homed(rig)
     rig.move_to(-8.0, -10.0, timeout_s=90)
     args = list(rig.config.config_args())
     args[-1] = 100  # 0.1 s watchdog (the move takes ~0.35 s); same calibration: the rig stays homed
@@ -385,8 +390,8 @@ def _halted(sim):
     return b if same and b.sim_ms > a.sim_ms else None
 
 
+@pytest.mark.usefixtures("homed")
 def test_emergency_stop_halts_disables_and_requires_homing(rig, sim):
-    ensure_homed(rig)
     rig.move_to(-8.0, -10.0, timeout_s=90)
     start = sim.count()
     errors: list[BaseException] = []
@@ -424,8 +429,8 @@ def test_jammed_switch_fails_homing(rig, sim):
     assert rig.home(timeout_s=120).homed
 
 
+@pytest.mark.usefixtures("homed")
 def test_disconnect_leaves_the_rig_stopped(rig, sim, link):
-    ensure_homed(rig)
     rig.move_to(-8.0, -10.0, timeout_s=90)
     start = sim.count()
     rig.request("MOVE", 8000, 10000)
