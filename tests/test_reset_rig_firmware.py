@@ -270,6 +270,33 @@ def test_stop_during_a_move_halts_and_holds(rig, sim):
     rig.move_to(0.0, 0.0, timeout_s=90)  # still homed: moves again
 
 
+@pytest.mark.usefixtures("homed")
+def test_stop_with_the_running_moves_seq_still_stops(rig, sim, link):
+    # A STOP is never answered from the repeat cache: it halts even when it reuses the seq of the
+    # MOVE it interrupts, and gets exactly one reply of its own. The client never reuses a seq, so
+    # the STOP line goes out raw.
+    port = link[1][-1]
+    rig.move_to(-8.0, -10.0, timeout_s=90)
+    start = sim.count()
+    move = rig.request("MOVE", 8000, 10000)
+    wait_for(lambda: sim.count().trans_pulses > start.trans_pulses + 5, 60, "the move to start")
+    port.log = b""
+    rig._write(proto.encode_command(move.seq, "STOP"))
+    with pytest.raises(RigAbortedError, match="STOPPED"):
+        rig._wait_motion(move.seq, "MOVE", 30.0)
+    halted = sim.count()
+    time.sleep(0.3)
+    later = sim.count()
+    assert (later.rot_pulses, later.trans_pulses) == (halted.rot_pulses, halted.trans_pulses)
+    assert halted.trans_pos < 200  # short of +10 mm (200 steps)
+    state = rig.status()  # its reply follows the STOP's on the wire
+    assert state.state == "IDLE" and state.homed and state.error == "STOPPED"
+    assert (state.rotation_steps, state.translation_steps) == (halted.rot_pos, halted.trans_pos)
+    replies = [m for m in map(proto.parse_line, filter(None, port.log.split(b"\n")))
+               if isinstance(m, proto.Reply) and m.seq == move.seq]
+    assert replies == [proto.Reply(move.seq, 0)]  # "OK <seq>", not the MOVE's cached reply
+
+
 def _capture(errors, fn, *args, **kwargs):
     try:
         fn(*args, **kwargs)

@@ -17,8 +17,9 @@ what to do next. A reader thread, started in ``connect()`` and joined in ``disco
 port's input: it files replies by sequence number and motion reports by the seq of their command.
 Lines that arrive damaged, or a rig that reports a damaged command, make the client resend the same
 command with the same seq; the firmware answers a repeated seq from its cache instead of running
-the command twice. While a motion runs, the client polls STATUS, which keeps the firmware's
-host-silence watchdog fed and also finds the end of a motion whose report was lost.
+the command twice (STOP excepted: it always halts). While a motion runs, the client polls STATUS,
+which keeps the firmware's host-silence watchdog fed and also finds the end of a motion whose
+report was lost.
 """
 
 from __future__ import annotations

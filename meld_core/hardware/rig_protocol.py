@@ -7,6 +7,7 @@ Every line, in both directions, is ``<body>*<CRC-8 as two upper-case hex digits>
 (CRC-8: polynomial 0x07, initial value 0, over the bytes of ``<body>``)::
 
     host -> rig   <COMMAND> <seq> [arg ...]      seq 1..65535; a repeated seq is answered, not re-run
+                                                 (except HELLO and STOP, which always run)
     rig -> host   OK <seq> [field ...]           exactly one reply per command
                   ERR <seq> <code>               seq 0 when the command line could not be trusted
                   EVT <EVENT> [field ...]        unsolicited report (boot, motion end, e-stop)
@@ -73,7 +74,7 @@ COMMANDS: dict[str, CommandSpec] = {
         CommandSpec("MOVE", ("rotation_mdeg", "translation_um"), ("rotation_steps", "translation_steps"),
                     True, "move both axes to an absolute pose inside the soft limits (homed rig only)"),
         CommandSpec("STOP", (), (), False,
-                    "halt at once; drivers stay enabled and hold the position"),
+                    "halt at once, even with a repeated seq; drivers stay enabled and hold the position"),
     )
 }
 

@@ -9,7 +9,8 @@
  *   - motors move only after HOME (or during it) and only to targets inside the soft limits;
  *   - every motion ends with exactly one EVT DONE or EVT ABORT carrying the command's seq;
  *   - host silence longer than the watchdog period during a motion halts it (ABORT WATCHDOG);
- *   - STOP halts at once and keeps the drivers enabled, so the axes hold their position;
+ *   - STOP halts at once, whatever its seq (never answered from the repeat cache), and keeps the
+ *     drivers enabled, so the axes hold their position;
  *   - the emergency-stop input halts, disables the drivers and forgets the home position;
  *   - a limit switch seen outside homing halts and forgets the home position;
  *   - the AVR watchdog resets the board if the main loop ever stalls (boot: drivers disabled).
@@ -359,9 +360,12 @@ static void handle_line(char* line, uint8_t len) {
     return;
   }
   last_rx_ms = millis();  // a checksummed line from the host: it is alive
+  // The repeat cache keeps a retried command from running twice. HELLO and STOP always run:
+  // running them again is harmless, and a STOP answered from the cache would leave a motion
+  // running (e.g. a STOP that reuses the seq of the MOVE it means to halt).
   if (strcmp(c.name, RIG_CMD_HELLO) == 0) {
     last_seq = 0;  // a new session: forget the repeat cache
-  } else if (c.seq == last_seq) {
+  } else if (c.seq == last_seq && strcmp(c.name, RIG_CMD_STOP) != 0) {
     send_line(last_reply);  // a retry of the command just executed: answer again, do not repeat it
     return;
   }

@@ -8,6 +8,7 @@
  * Every line, both directions:  <body>*<CRC-8 as two hex digits>\n
  * CRC-8: polynomial 0x07, initial value 0x00, no reflection, over the bytes of <body>.
  *   host -> rig:  <COMMAND> <seq> [arg ...]        seq 1..65535, a repeated seq is not executed twice
+ *                                                  (except HELLO and STOP, which always run)
  *   rig -> host:  OK <seq> [field ...]             one reply per command
  *                 ERR <seq> <code>                 seq 0 when the line could not be trusted
  *                 EVT <EVENT> [field ...]          unsolicited report
@@ -41,7 +42,7 @@
                                translation_steps (absolute targets); motion like HOME */
 #define RIG_CMD_MOVE_NARGS 2
 #define RIG_CMD_MOVE_NREPLY 2
-#define RIG_CMD_STOP "STOP" /* halts at once; drivers stay enabled (holding) */
+#define RIG_CMD_STOP "STOP" /* halts at once, whatever its seq; drivers stay enabled (holding) */
 #define RIG_CMD_STOP_NARGS 0
 #define RIG_CMD_STOP_NREPLY 0
 
