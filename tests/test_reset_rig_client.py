@@ -294,6 +294,7 @@ def test_missing_port_is_a_connection_error_with_next_step():
 
 @pytest.mark.parametrize("bad", [
     dict(steps_per_deg=0.0), dict(rotation_limits_deg=(5.0, -5.0)), dict(rotation_home_deg=0.0),
+    dict(rotation_limits_deg=(1.0, 8.5)), dict(translation_limits_mm=(-10.5, -3.0)),  # without 0
     dict(poll_interval_s=0.5, watchdog_s=1.0), dict(retries=-1), dict(port=""),
 ])
 def test_config_validation(bad):

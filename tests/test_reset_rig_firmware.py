@@ -349,6 +349,30 @@ def test_unknown_command_and_bad_arguments_are_clear_errors(rig, sim, monkeypatc
     _assert_still_answers_without_moving(rig, sim, before)
 
 
+def test_config_refuses_soft_limits_without_the_home_target(rig, sim):
+    # HOME ends at 0 deg / 0 mm; a soft range without 0 would have it drive outside the limits.
+    # The client's ResetRigConfig cannot hold such a range, so the CONFIG lines go out raw.
+    good = rig.config.config_args()  # rotation -8500..8500 mdeg, translation -10500..10500 um
+    before = sim.count()
+    for index, value in ((2, 1000), (3, -1000), (4, 3000), (5, -3000)):  # one bound past 0 each
+        bad = list(good)
+        bad[index] = value
+        with pytest.raises(RigProtocolError, match="BAD_ARGUMENT"):
+            rig.request("CONFIG", *bad)
+    _assert_still_answers_without_moving(rig, sim, before)
+    # Nothing of them was applied: the rig homes to 0 inside the limits it has and reaches both
+    # ends of the translation range.
+    assert rig.home(timeout_s=120).homed
+    assert rig.move_to(0.0, -10.0, timeout_s=90).translation_steps == -200
+    assert rig.move_to(0.0, 10.0, timeout_s=90).translation_steps == 200
+    # 0 on a bound is inside: accepted, and HOME still ends there.
+    edge = list(good)
+    edge[3], edge[4] = 0, 0  # rotation -8500..0, translation 0..10500
+    rig.request("CONFIG", *edge)
+    state = rig.home(timeout_s=120)
+    assert state.homed and (state.rotation_steps, state.translation_steps) == (0, 0)
+
+
 @pytest.mark.usefixtures("homed")
 def test_out_of_range_targets_are_refused(rig, sim):
     before = sim.count()

@@ -130,8 +130,8 @@ class ResetRigConfig:
     baudrate: int = proto.BAUD  # must match the firmware
     steps_per_deg: float = 26.667  # rotation calibration: 200 steps x 16 microsteps x 3:1 gear / 360
     steps_per_mm: float = 80.0  # translation calibration: 200 x 16 / 40 mm per pulley turn (GT2, 20 T)
-    rotation_limits_deg: tuple[float, float] = (-8.5, 8.5)  # soft limits; tasks use +-8 deg
-    translation_limits_mm: tuple[float, float] = (-10.5, 10.5)  # soft limits; tasks use +-10 mm
+    rotation_limits_deg: tuple[float, float] = (-8.5, 8.5)  # soft limits around 0; tasks use +-8 deg
+    translation_limits_mm: tuple[float, float] = (-10.5, 10.5)  # soft limits around 0; tasks use +-10 mm
     rotation_home_deg: float = -9.5  # where the rotation switch releases (below the soft limits)
     translation_home_mm: float = -11.5  # where the translation switch releases
     watchdog_s: float = 1.0  # the firmware halts a motion after this much host silence
@@ -155,6 +155,11 @@ class ResetRigConfig:
                            _pair(self.rotation_limits_deg, "rotation_limits_deg"))
         object.__setattr__(self, "translation_limits_mm",
                            _pair(self.translation_limits_mm, "translation_limits_mm"))
+        for name in ("rotation_limits_deg", "translation_limits_mm"):
+            lo, hi = getattr(self, name)
+            if not lo <= 0.0 <= hi:
+                raise ValueError(f"{name} must contain 0, where HOME leaves the rig "
+                                 f"(the firmware refuses such a CONFIG), got {(lo, hi)!r}")
         if not self.rotation_home_deg < self.rotation_limits_deg[0]:
             raise ValueError("rotation_home_deg must lie below rotation_limits_deg "
                              "(the switch sits past the range)")

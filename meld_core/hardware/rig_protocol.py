@@ -104,7 +104,8 @@ ERRORS: dict[int, ErrorSpec] = {
         ErrorSpec(4, "UNKNOWN_COMMAND", "the command name is not in the protocol",
                   "update the host or the firmware so their protocol versions match"),
         ErrorSpec(5, "BAD_ARGUMENT",
-                  "wrong number of arguments, not integers, or a CONFIG value out of bounds",
+                  "wrong number of arguments, not integers, or a CONFIG value out of bounds or "
+                  "inconsistent (a soft range without 0, a switch position not below its soft range)",
                   "check the command's arguments against PROTOCOL.md"),
         ErrorSpec(6, "VERSION_MISMATCH", "the host speaks another protocol version",
                   "flash the firmware from this checkout: make -C hardware/reset_rig flash"),

@@ -245,6 +245,7 @@ static bool config_valid(const int32_t* a) {
     int32_t abs_max = i == 0 ? CONFIG_ROT_ABS_MAX_MDEG : CONFIG_TRANS_ABS_MAX_UM;
     if (spu < CONFIG_MSTEPS_PER_UNIT_MIN || spu > CONFIG_MSTEPS_PER_UNIT_MAX) return false;
     if (lo >= hi || lo < -abs_max || hi > abs_max) return false;
+    if (lo > 0 || hi < 0) return false;  // HOME ends at 0: it must lie inside the soft range
     if (home >= lo || home < -abs_max) return false;  // the switch lies below the soft range
   }
   return a[8] >= CONFIG_WATCHDOG_MIN_MS && a[8] <= CONFIG_WATCHDOG_MAX_MS;
