@@ -15,6 +15,7 @@ axes where the harness put them) whatever ran before it; a test that needs a hom
 
 from __future__ import annotations
 
+import logging
 import queue
 import random
 import shutil
@@ -201,7 +202,7 @@ def test_build_from_clean_tree_prints_size(build):
 
 
 def test_handshake_and_status_before_homing(rig, sim):
-    assert rig.is_connected and rig.firmware_version == "1.0.0"
+    assert rig.is_connected and rig.firmware_version == "2.0.0"
     state = rig.status()
     assert state.state == "IDLE" and not state.moving
     c = sim.count()
@@ -371,6 +372,40 @@ def test_config_refuses_soft_limits_without_the_home_target(rig, sim):
     rig.request("CONFIG", *edge)
     state = rig.home(timeout_s=120)
     assert state.homed and (state.rotation_steps, state.translation_steps) == (0, 0)
+
+
+@pytest.mark.usefixtures("homed")
+def test_config_that_leaves_the_rig_outside_its_limits_clears_the_home(rig, sim, caplog):
+    # The rig stands on its soft maxima: 8.5 deg is 42.5 steps, rounded to 43 (8.6 deg). The same
+    # CONFIG again (every connect sends it) keeps the home: the rig is where a MOVE may put it.
+    rig.move_to(8.5, 10.5, timeout_s=90)
+    rig.disconnect()
+    log = "meld_core.hardware.reset_rig"
+    rig = ResetRig(ResetRigConfig(port=sim.pty, **CONFIG))
+    with caplog.at_level(logging.WARNING, logger=log):
+        rig.connect()
+    state = rig.status()
+    assert state.homed and (state.rotation_steps, state.translation_steps) == (43, 210)
+    assert "home" not in caplog.text
+    rig.disconnect()
+    # Narrower limits that end below where it stands: the rig keeps its place, forgets its home,
+    # says so, and moves again only after HOME, which brings it back inside.
+    narrow = ResetRig(ResetRigConfig(port=sim.pty, **{**CONFIG, "translation_limits_mm": (-10.5, 5.0)}))
+    with caplog.at_level(logging.WARNING, logger=log):
+        narrow.connect()
+    try:
+        state = narrow.status()
+        assert not state.homed and state.state == "IDLE" and state.translation_steps == 210
+        assert "cleared the home" in caplog.text and "outside the new soft limits" in caplog.text
+        before = sim.count()
+        with pytest.raises(RigNotHomedError, match="home the rig first"):
+            narrow.move_to(0.0, 0.0)  # a target inside the new limits, but no home
+        assert (sim.count().rot_pulses, sim.count().trans_pulses) == (before.rot_pulses, before.trans_pulses)
+        state = narrow.home(timeout_s=120)
+        assert state.homed and (state.rotation_steps, state.translation_steps) == (0, 0)
+        assert narrow.move_to(0.0, 5.0, timeout_s=90).translation_steps == 100
+    finally:
+        narrow.disconnect()
 
 
 @pytest.mark.usefixtures("homed")

@@ -242,7 +242,11 @@ class ResetRig:
         return self._serial is not None and self._fault is None
 
     def connect(self) -> None:
-        """Open the port, handshake (protocol version), send the calibration and limits."""
+        """Open the port, handshake (protocol version), send the calibration and limits.
+
+        When the new settings clear the rig's home (another calibration or switch position, or the
+        rig stands outside the new soft limits), it logs a warning; ``status().homed`` is then
+        False and a move raises RigNotHomedError until ``home()``."""
         if self._serial is not None:
             raise RigConnectionError(f"reset rig on {self.config.port} is already connected; "
                                      "call disconnect() first")
@@ -265,7 +269,7 @@ class ResetRig:
         self._reader.start()
         try:
             self._handshake()
-            self.request("CONFIG", *self.config.config_args())
+            self._configure()
         except BaseException:
             self._close()
             raise
@@ -397,12 +401,30 @@ class ResetRig:
                     raise
                 last = exc  # the board may still be booting (an Uno resets when the port opens)
                 continue
-            self.firmware_version = reply.fields[1] if len(reply.fields) > 1 else "?"
+            if len(reply.fields) != 2 or reply.fields[0] != str(proto.PROTOCOL_VERSION):
+                raise RigProtocolError(
+                    f"reset rig on {self.config.port}: the firmware answered HELLO with {reply.fields!r}, "
+                    f"not protocol {proto.PROTOCOL_VERSION}; flash the firmware from this checkout: "
+                    "make -C hardware/reset_rig flash", proto.ERROR_CODES["VERSION_MISMATCH"])
+            self.firmware_version = reply.fields[1]
             return
         raise RigTimeoutError(
             f"reset rig on {self.config.port}: no handshake within {self.config.connect_timeout_s:.1f} s "
             f"({last}); check that the board runs the reset-rig firmware "
             "(make -C hardware/reset_rig flash PORT=...) and that the port is right")
+
+    def _configure(self) -> None:
+        reply = self.request("CONFIG", *self.config.config_args())
+        if reply.fields not in (("0",), ("1",)):
+            raise RigProtocolError(f"reset rig on {self.config.port}: malformed CONFIG reply "
+                                   f"{reply.fields!r}; flash the firmware from this checkout")
+        if reply.fields[0] == "1":
+            state = self.status()
+            log.warning("reset rig on %s: CONFIG cleared the home: the calibration or a switch position "
+                        "changed, or the rig (at %.3f deg, %.3f mm) stands outside the new soft limits "
+                        "%s deg / %s mm; home() before the next move", self.config.port, state.rotation_deg,
+                        state.translation_mm, self.config.rotation_limits_deg,
+                        self.config.translation_limits_mm)
 
     def _wait_motion(self, seq: int, what: str, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 BAUD = 115200
 MAX_LINE = 96  # bytes before b"\n", checksum included
 MAX_SEQ = 65535
@@ -67,8 +67,10 @@ COMMANDS: dict[str, CommandSpec] = {
         CommandSpec("CONFIG",
                     ("rotation_msteps_per_deg", "translation_msteps_per_mm", "rotation_min_mdeg",
                      "rotation_max_mdeg", "translation_min_um", "translation_max_um",
-                     "rotation_home_mdeg", "translation_home_um", "watchdog_ms"), (), False,
-                    "calibration, soft limits, switch positions and watchdog period (only when idle)"),
+                     "rotation_home_mdeg", "translation_home_um", "watchdog_ms"), ("home_cleared",), False,
+                    "calibration, soft limits (around 0), switch positions and watchdog period (only when "
+                    "idle); home_cleared is 1 when it cleared homed (new calibration or switch position, or "
+                    "the rig stands outside the new limits)"),
         CommandSpec("HOME", (), (), True,
                     "find both limit switches, then move to 0 deg / 0 mm"),
         CommandSpec("MOVE", ("rotation_mdeg", "translation_um"), ("rotation_steps", "translation_steps"),
@@ -109,7 +111,9 @@ ERRORS: dict[int, ErrorSpec] = {
                   "check the command's arguments against PROTOCOL.md"),
         ErrorSpec(6, "VERSION_MISMATCH", "the host speaks another protocol version",
                   "flash the firmware from this checkout: make -C hardware/reset_rig flash"),
-        ErrorSpec(7, "NOT_HOMED", "a move was asked before homing (or after the home was lost)",
+        ErrorSpec(7, "NOT_HOMED",
+                  "a move was asked before homing (or after the home was lost: e-stop, limit switch, "
+                  "a CONFIG that cleared it)",
                   "home the rig first (meld rig home)"),
         ErrorSpec(8, "OUT_OF_RANGE", "the target lies outside the soft limits",
                   "ask for a pose inside the configured limits"),

@@ -13,6 +13,8 @@
  *     drivers enabled, so the axes hold their position;
  *   - the emergency-stop input halts, disables the drivers and forgets the home position;
  *   - a limit switch seen outside homing halts and forgets the home position;
+ *   - CONFIG keeps 0 (where HOME ends) inside the soft limits, and forgets the home position
+ *     (saying so in its reply) when the rig would otherwise idle outside the new limits;
  *   - the AVR watchdog resets the board if the main loop ever stalls (boot: drivers disabled).
  */
 #include <Arduino.h>
@@ -251,17 +253,25 @@ static bool config_valid(const int32_t* a) {
   return a[8] >= CONFIG_WATCHDOG_MIN_MS && a[8] <= CONFIG_WATCHDOG_MAX_MS;
 }
 
-static uint8_t cmd_config(const Command& c) {
+/* Apply new settings. The home stays valid only where the step counters keep their meaning and
+ * the rig stands where a MOVE under the new limits may put it; otherwise `homed` is cleared and
+ * *home_cleared says so (the reply's field), so that a rig never idles homed outside its limits. */
+static uint8_t cmd_config(const Command& c, bool* home_cleared) {
   if (mode != MODE_IDLE) return RIG_ERR_BUSY;
   if (!config_valid(c.args)) return RIG_ERR_BAD_ARGUMENT;
+  bool was_homed = homed;
   for (uint8_t i = 0; i < 2; i++) {
     AxisSettings s = {c.args[i], c.args[2 + 2 * i], c.args[3 + 2 * i], c.args[6 + i]};
-    if (s.msteps_per_unit != settings[i].msteps_per_unit || s.home_milli != settings[i].home_milli) {
-      homed = false;  // steps no longer map to the same units
+    int32_t pos = axes[i].position();
+    if (s.msteps_per_unit != settings[i].msteps_per_unit || s.home_milli != settings[i].home_milli ||
+        pos < steps_from_milli(s.min_milli, s.msteps_per_unit) ||
+        pos > steps_from_milli(s.max_milli, s.msteps_per_unit)) {
+      homed = false;
     }
     settings[i] = s;
   }
   watchdog_ms = (uint16_t)c.args[8];
+  *home_cleared = was_homed && !homed;
   return RIG_ERR_NONE;
 }
 
@@ -326,7 +336,9 @@ static void execute(const Command& c) {
     writer.add_int(motion_code);
     writer.add_int(estop_filter.state);
   } else if (is(c, RIG_CMD_CONFIG, RIG_CMD_CONFIG_NARGS, &err)) {
-    if (!err) err = cmd_config(c);
+    bool home_cleared;
+    if (!err) err = cmd_config(c, &home_cleared);
+    if (!err) writer.add_int(home_cleared);
   } else if (is(c, RIG_CMD_HOME, RIG_CMD_HOME_NARGS, &err)) {
     if (!err) err = cmd_home(c);
   } else if (is(c, RIG_CMD_MOVE, RIG_CMD_MOVE_NARGS, &err)) {
