@@ -3,6 +3,7 @@ exact bytes sent, retries after damaged lines, deadlines, typed errors; and the 
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -83,11 +84,13 @@ def good_rig(state: dict | None = None):
     def script(name, seq, args):
         ok = p.encode_reply
         if name == "HELLO":
-            return [ok(p.Reply(seq, 0, ("1", "1.0.0")))]
+            return [ok(p.Reply(seq, 0, (str(p.PROTOCOL_VERSION), "1.0.0")))]
         if name == "STATUS":
             return [ok(p.Reply(seq, 0, ("IDLE", str(st["homed"]), str(st["rot"]), str(st["trans"]),
                                         "0", "0", str(st["motion"]), str(st["code"]), "0")))]
-        if name in ("CONFIG", "STOP"):
+        if name == "CONFIG":
+            return [ok(p.Reply(seq, 0, (str(st.get("home_cleared", 0)),)))]
+        if name == "STOP":
             return [ok(p.Reply(seq, 0))]
         if name == "HOME":
             st.update(homed=1, rot=0, trans=0, motion=seq)
@@ -128,7 +131,7 @@ def test_handshake_sends_hello_then_config_exact_bytes(peer_factory):
         assert rig.is_connected and rig.firmware_version == "1.0.0"
         hello, config = peer.received[:2]
         seq = int(hello.split(b" ")[1])
-        assert hello == p.encode_command(seq, "HELLO", 1)
+        assert hello == p.encode_command(seq, "HELLO", p.PROTOCOL_VERSION)
         assert config == p.encode_command(seq + 1, "CONFIG", 26667, 80000, -8500, 8500, -10500, 10500,
                                           -9500, -11500, 1000)
     finally:
@@ -200,6 +203,49 @@ def test_version_mismatch_says_to_flash(peer_factory):
     rig = ResetRig(ResetRigConfig(port=peer_factory(script).path, **FAST))
     with pytest.raises(RigProtocolError, match="make -C hardware/reset_rig flash"):
         rig.connect()
+
+
+def test_hello_answered_with_another_protocol_is_a_mismatch(peer_factory):
+    def script(name, seq, args):
+        if name == "HELLO":
+            return [p.encode_reply(p.Reply(seq, 0, (str(p.PROTOCOL_VERSION - 1), "1.0.0")))]
+        return good_rig()(name, seq, args)
+
+    peer = peer_factory(script)
+    rig = ResetRig(ResetRigConfig(port=peer.path, **FAST))
+    with pytest.raises(RigProtocolError, match="not protocol .* make -C hardware/reset_rig flash") as info:
+        rig.connect()
+    assert info.value.code == p.ERROR_CODES["VERSION_MISMATCH"]
+    assert "CONFIG" not in peer.commands() and not rig.is_connected
+
+
+def test_config_that_clears_the_home_is_reported(peer_factory, caplog):
+    peer = peer_factory(good_rig({"home_cleared": 1, "trans": 10500}))
+    with caplog.at_level(logging.WARNING, logger="meld_core.hardware.reset_rig"):
+        rig = connect(peer)
+    try:
+        assert "CONFIG cleared the home" in caplog.text and "10.500 mm" in caplog.text
+        assert not rig.status().homed
+        with pytest.raises(RigNotHomedError, match="home the rig first"):
+            rig.move_to(0.0, 0.0)
+    finally:
+        rig.disconnect()
+
+
+def test_config_kept_home_logs_nothing_and_malformed_reply_is_refused(peer_factory, caplog):
+    with caplog.at_level(logging.WARNING, logger="meld_core.hardware.reset_rig"):
+        connect(peer_factory(good_rig({"homed": 1}))).disconnect()
+    assert caplog.text == ""
+
+    def v1_config(name, seq, args):  # protocol 1 answered CONFIG without home_cleared
+        if name == "CONFIG":
+            return [p.encode_reply(p.Reply(seq, 0))]
+        return good_rig()(name, seq, args)
+
+    rig = ResetRig(ResetRigConfig(port=peer_factory(v1_config).path, **FAST))
+    with pytest.raises(RigProtocolError, match="malformed CONFIG reply"):
+        rig.connect()
+    assert not rig.is_connected
 
 
 def test_lost_motion_report_is_found_by_status_polling(peer_factory):
@@ -294,6 +340,7 @@ def test_missing_port_is_a_connection_error_with_next_step():
 
 @pytest.mark.parametrize("bad", [
     dict(steps_per_deg=0.0), dict(rotation_limits_deg=(5.0, -5.0)), dict(rotation_home_deg=0.0),
+    dict(rotation_limits_deg=(1.0, 8.5)), dict(translation_limits_mm=(-10.5, -3.0)),  # without 0
     dict(poll_interval_s=0.5, watchdog_s=1.0), dict(retries=-1), dict(port=""),
 ])
 def test_config_validation(bad):

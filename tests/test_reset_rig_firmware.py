@@ -7,10 +7,15 @@ a coarse calibration (5 steps/deg, 20 steps/mm) so that motions are short in sim
 runs the 16 MHz AVR at roughly 0.2-0.6x real time on a loaded machine). The harness's switches sit
 one step below the firmware's home positions, so after homing the simulated positions equal the
 firmware's step counters and every move can be checked step by step against the calibration.
+
+Every test starts its own rig_sim process, so it sees the firmware as after power-up (not homed,
+axes where the harness put them) whatever ran before it; a test that needs a homed rig asks for the
+`homed` fixture, which runs HOME through the client first.
 """
 
 from __future__ import annotations
 
+import logging
 import queue
 import random
 import shutil
@@ -155,7 +160,7 @@ def build(tmp_path_factory, request) -> Path:
     return out
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture()
 def sim(build):
     # At most half real time: a move that a test interrupts lasts >= 0.7 s of wall time even on a
     # fast machine, so a briefly descheduled test process still catches it in motion.
@@ -164,7 +169,7 @@ def sim(build):
     s.close()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture()
 def link(sim):
     ports = []
 
@@ -183,9 +188,12 @@ def rig(link):
     return link[0]
 
 
-def ensure_homed(rig):
-    if not rig.status().homed:
-        rig.home(timeout_s=120)
+@pytest.fixture()
+def homed(rig):
+    """This test's rig after HOME: homed, at 0 deg / 0 mm."""
+    state = rig.home(timeout_s=120)
+    assert state.homed and (state.rotation_steps, state.translation_steps) == (0, 0)
+    return rig
 
 
 def test_build_from_clean_tree_prints_size(build):
@@ -194,7 +202,7 @@ def test_build_from_clean_tree_prints_size(build):
 
 
 def test_handshake_and_status_before_homing(rig, sim):
-    assert rig.is_connected and rig.firmware_version == "1.0.0"
+    assert rig.is_connected and rig.firmware_version == "2.0.0"
     state = rig.status()
     assert state.state == "IDLE" and not state.moving
     c = sim.count()
@@ -202,8 +210,7 @@ def test_handshake_and_status_before_homing(rig, sim):
 
 
 def test_move_before_homing_is_refused_without_steps(rig, sim):
-    if rig.status().homed:
-        pytest.skip("already homed by an earlier test")
+    assert not rig.status().homed  # a fresh firmware
     with pytest.raises(RigNotHomedError, match="home the rig first"):
         rig.move_to(1.0, 1.0)
     c = sim.count()
@@ -224,8 +231,8 @@ def test_homing_finds_the_switches_and_centres(rig, sim):
 
 
 @pytest.mark.parametrize("rotation_deg, translation_mm", [(3.0, -5.0), (-8.0, 10.0), (0.5, 0.25), (0.0, 0.0)])
+@pytest.mark.usefixtures("homed")
 def test_moves_step_exactly_by_the_calibration(rig, sim, rotation_deg, translation_mm):
-    ensure_homed(rig)
     before = sim.count()
     state = rig.move_to(rotation_deg, translation_mm, timeout_s=90)
     after = sim.count()
@@ -241,8 +248,8 @@ def test_moves_step_exactly_by_the_calibration(rig, sim, rotation_deg, translati
     assert state.state == "IDLE" and state.error is None
 
 
+@pytest.mark.usefixtures("homed")
 def test_stop_during_a_move_halts_and_holds(rig, sim):
-    ensure_homed(rig)
     rig.move_to(-8.0, -10.0, timeout_s=90)
     start = sim.count()
     errors: list[BaseException] = []
@@ -262,6 +269,33 @@ def test_stop_during_a_move_halts_and_holds(rig, sim):
     assert (later.rot_pulses, later.trans_pulses) == (halted.rot_pulses, halted.trans_pulses)
     assert later.enabled == 1  # drivers hold the position
     rig.move_to(0.0, 0.0, timeout_s=90)  # still homed: moves again
+
+
+@pytest.mark.usefixtures("homed")
+def test_stop_with_the_running_moves_seq_still_stops(rig, sim, link):
+    # A STOP is never answered from the repeat cache: it halts even when it reuses the seq of the
+    # MOVE it interrupts, and gets exactly one reply of its own. The client never reuses a seq, so
+    # the STOP line goes out raw.
+    port = link[1][-1]
+    rig.move_to(-8.0, -10.0, timeout_s=90)
+    start = sim.count()
+    move = rig.request("MOVE", 8000, 10000)
+    wait_for(lambda: sim.count().trans_pulses > start.trans_pulses + 5, 60, "the move to start")
+    port.log = b""
+    rig._write(proto.encode_command(move.seq, "STOP"))
+    with pytest.raises(RigAbortedError, match="STOPPED"):
+        rig._wait_motion(move.seq, "MOVE", 30.0)
+    halted = sim.count()
+    time.sleep(0.3)
+    later = sim.count()
+    assert (later.rot_pulses, later.trans_pulses) == (halted.rot_pulses, halted.trans_pulses)
+    assert halted.trans_pos < 200  # short of +10 mm (200 steps)
+    state = rig.status()  # its reply follows the STOP's on the wire
+    assert state.state == "IDLE" and state.homed and state.error == "STOPPED"
+    assert (state.rotation_steps, state.translation_steps) == (halted.rot_pos, halted.trans_pos)
+    replies = [m for m in map(proto.parse_line, filter(None, port.log.split(b"\n")))
+               if isinstance(m, proto.Reply) and m.seq == move.seq]
+    assert replies == [proto.Reply(move.seq, 0)]  # "OK <seq>", not the MOVE's cached reply
 
 
 def _capture(errors, fn, *args, **kwargs):
@@ -316,8 +350,66 @@ def test_unknown_command_and_bad_arguments_are_clear_errors(rig, sim, monkeypatc
     _assert_still_answers_without_moving(rig, sim, before)
 
 
+def test_config_refuses_soft_limits_without_the_home_target(rig, sim):
+    # HOME ends at 0 deg / 0 mm; a soft range without 0 would have it drive outside the limits.
+    # The client's ResetRigConfig cannot hold such a range, so the CONFIG lines go out raw.
+    good = rig.config.config_args()  # rotation -8500..8500 mdeg, translation -10500..10500 um
+    before = sim.count()
+    for index, value in ((2, 1000), (3, -1000), (4, 3000), (5, -3000)):  # one bound past 0 each
+        bad = list(good)
+        bad[index] = value
+        with pytest.raises(RigProtocolError, match="BAD_ARGUMENT"):
+            rig.request("CONFIG", *bad)
+    _assert_still_answers_without_moving(rig, sim, before)
+    # Nothing of them was applied: the rig homes to 0 inside the limits it has and reaches both
+    # ends of the translation range.
+    assert rig.home(timeout_s=120).homed
+    assert rig.move_to(0.0, -10.0, timeout_s=90).translation_steps == -200
+    assert rig.move_to(0.0, 10.0, timeout_s=90).translation_steps == 200
+    # 0 on a bound is inside: accepted, and HOME still ends there.
+    edge = list(good)
+    edge[3], edge[4] = 0, 0  # rotation -8500..0, translation 0..10500
+    rig.request("CONFIG", *edge)
+    state = rig.home(timeout_s=120)
+    assert state.homed and (state.rotation_steps, state.translation_steps) == (0, 0)
+
+
+@pytest.mark.usefixtures("homed")
+def test_config_that_leaves_the_rig_outside_its_limits_clears_the_home(rig, sim, caplog):
+    # The rig stands on its soft maxima: 8.5 deg is 42.5 steps, rounded to 43 (8.6 deg). The same
+    # CONFIG again (every connect sends it) keeps the home: the rig is where a MOVE may put it.
+    rig.move_to(8.5, 10.5, timeout_s=90)
+    rig.disconnect()
+    log = "meld_core.hardware.reset_rig"
+    rig = ResetRig(ResetRigConfig(port=sim.pty, **CONFIG))
+    with caplog.at_level(logging.WARNING, logger=log):
+        rig.connect()
+    state = rig.status()
+    assert state.homed and (state.rotation_steps, state.translation_steps) == (43, 210)
+    assert "home" not in caplog.text
+    rig.disconnect()
+    # Narrower limits that end below where it stands: the rig keeps its place, forgets its home,
+    # says so, and moves again only after HOME, which brings it back inside.
+    narrow = ResetRig(ResetRigConfig(port=sim.pty, **{**CONFIG, "translation_limits_mm": (-10.5, 5.0)}))
+    with caplog.at_level(logging.WARNING, logger=log):
+        narrow.connect()
+    try:
+        state = narrow.status()
+        assert not state.homed and state.state == "IDLE" and state.translation_steps == 210
+        assert "cleared the home" in caplog.text and "outside the new soft limits" in caplog.text
+        before = sim.count()
+        with pytest.raises(RigNotHomedError, match="home the rig first"):
+            narrow.move_to(0.0, 0.0)  # a target inside the new limits, but no home
+        assert (sim.count().rot_pulses, sim.count().trans_pulses) == (before.rot_pulses, before.trans_pulses)
+        state = narrow.home(timeout_s=120)
+        assert state.homed and (state.rotation_steps, state.translation_steps) == (0, 0)
+        assert narrow.move_to(0.0, 5.0, timeout_s=90).translation_steps == 100
+    finally:
+        narrow.disconnect()
+
+
+@pytest.mark.usefixtures("homed")
 def test_out_of_range_targets_are_refused(rig, sim):
-    ensure_homed(rig)
     before = sim.count()
     with pytest.raises(RigLimitError, match="soft limits"):
         rig.move_to(9.0, 0.0)  # refused by the client
@@ -343,9 +435,8 @@ def p_frame(body: str) -> bytes:
     return proto.frame(body)
 
 
+@pytest.mark.usefixtures("homed")
 def test_a_repeated_command_is_answered_but_not_run_twice(rig, sim, link):
-    ensure_homed(rig)
-    rig.move_to(0.0, 0.0, timeout_s=90)
     port = link[1][-1]
     port.log = b""
     port.duplicate = 1  # the MOVE line goes out twice, as after a lost reply
@@ -356,8 +447,8 @@ def test_a_repeated_command_is_answered_but_not_run_twice(rig, sim, link):
     assert sim.count().trans_pos == 100
 
 
+@pytest.mark.usefixtures("homed")
 def test_host_silence_during_a_move_trips_the_watchdog(rig, sim):
-    ensure_homed(rig)
     rig.move_to(-8.0, -10.0, timeout_s=90)
     args = list(rig.config.config_args())
     args[-1] = 100  # 0.1 s watchdog (the move takes ~0.35 s); same calibration: the rig stays homed
@@ -385,8 +476,8 @@ def _halted(sim):
     return b if same and b.sim_ms > a.sim_ms else None
 
 
+@pytest.mark.usefixtures("homed")
 def test_emergency_stop_halts_disables_and_requires_homing(rig, sim):
-    ensure_homed(rig)
     rig.move_to(-8.0, -10.0, timeout_s=90)
     start = sim.count()
     errors: list[BaseException] = []
@@ -424,8 +515,8 @@ def test_jammed_switch_fails_homing(rig, sim):
     assert rig.home(timeout_s=120).homed
 
 
+@pytest.mark.usefixtures("homed")
 def test_disconnect_leaves_the_rig_stopped(rig, sim, link):
-    ensure_homed(rig)
     rig.move_to(-8.0, -10.0, timeout_s=90)
     start = sim.count()
     rig.request("MOVE", 8000, 10000)

@@ -36,6 +36,9 @@ def test_every_command_is_covered_above():
 
 @pytest.mark.parametrize("msg, wire", [
     (p.Reply(1, 0, ("1", "1.0.0")), b"OK 1 1 1.0.0*46\n"),
+    (p.Reply(1, 0, ("2", "2.0.0")), b"OK 1 2 2.0.0*86\n"),
+    (p.Reply(3, 0, ("0",)), b"OK 3 0*3D\n"),  # CONFIG: home kept
+    (p.Reply(3, 0, ("1",)), b"OK 3 1*3A\n"),  # CONFIG: home cleared
     (p.Reply(2, 0, ("IDLE", "1", "3000", "-5000", "80", "-400", "5", "0", "0")),
      b"OK 2 IDLE 1 3000 -5000 80 -400 5 0 0*03\n"),
     (p.Reply(5, 0, ("80", "-400")), b"OK 5 80 -400*4E\n"),
@@ -117,3 +120,14 @@ def test_firmware_header_matches_python_table():
     assert header_states == set(p.STATES)
     header_errors = {k[len("RIG_ERR_"):]: int(v) for k, v in d.items() if k.startswith("RIG_ERR_")}
     assert header_errors == {e.name: e.code for e in p.ERRORS.values()}
+
+
+def test_protocol_md_example_and_version_match_the_table():
+    doc = (HEADER.parents[1] / "PROTOCOL.md").read_text()
+    assert f"# Reset-rig serial protocol (version {p.PROTOCOL_VERSION})" in doc
+    example = doc.split("## Example session", 1)[1].split("```")[1]
+    frames = re.findall(r"((?:[A-Z]+ )[-\w. ]*?)\*([0-9A-F]{2})", example)
+    assert len(frames) >= 12
+    for body, checksum in frames:
+        assert p.frame(body) == f"{body}*{checksum}\n".encode(), body
+    assert f"HELLO 1 {p.PROTOCOL_VERSION}*" in example

@@ -17,8 +17,9 @@ what to do next. A reader thread, started in ``connect()`` and joined in ``disco
 port's input: it files replies by sequence number and motion reports by the seq of their command.
 Lines that arrive damaged, or a rig that reports a damaged command, make the client resend the same
 command with the same seq; the firmware answers a repeated seq from its cache instead of running
-the command twice. While a motion runs, the client polls STATUS, which keeps the firmware's
-host-silence watchdog fed and also finds the end of a motion whose report was lost.
+the command twice (STOP excepted: it always halts). While a motion runs, the client polls STATUS,
+which keeps the firmware's host-silence watchdog fed and also finds the end of a motion whose
+report was lost.
 """
 
 from __future__ import annotations
@@ -129,8 +130,8 @@ class ResetRigConfig:
     baudrate: int = proto.BAUD  # must match the firmware
     steps_per_deg: float = 26.667  # rotation calibration: 200 steps x 16 microsteps x 3:1 gear / 360
     steps_per_mm: float = 80.0  # translation calibration: 200 x 16 / 40 mm per pulley turn (GT2, 20 T)
-    rotation_limits_deg: tuple[float, float] = (-8.5, 8.5)  # soft limits; tasks use +-8 deg
-    translation_limits_mm: tuple[float, float] = (-10.5, 10.5)  # soft limits; tasks use +-10 mm
+    rotation_limits_deg: tuple[float, float] = (-8.5, 8.5)  # soft limits around 0; tasks use +-8 deg
+    translation_limits_mm: tuple[float, float] = (-10.5, 10.5)  # soft limits around 0; tasks use +-10 mm
     rotation_home_deg: float = -9.5  # where the rotation switch releases (below the soft limits)
     translation_home_mm: float = -11.5  # where the translation switch releases
     watchdog_s: float = 1.0  # the firmware halts a motion after this much host silence
@@ -154,6 +155,11 @@ class ResetRigConfig:
                            _pair(self.rotation_limits_deg, "rotation_limits_deg"))
         object.__setattr__(self, "translation_limits_mm",
                            _pair(self.translation_limits_mm, "translation_limits_mm"))
+        for name in ("rotation_limits_deg", "translation_limits_mm"):
+            lo, hi = getattr(self, name)
+            if not lo <= 0.0 <= hi:
+                raise ValueError(f"{name} must contain 0, where HOME leaves the rig "
+                                 f"(the firmware refuses such a CONFIG), got {(lo, hi)!r}")
         if not self.rotation_home_deg < self.rotation_limits_deg[0]:
             raise ValueError("rotation_home_deg must lie below rotation_limits_deg "
                              "(the switch sits past the range)")
@@ -236,7 +242,11 @@ class ResetRig:
         return self._serial is not None and self._fault is None
 
     def connect(self) -> None:
-        """Open the port, handshake (protocol version), send the calibration and limits."""
+        """Open the port, handshake (protocol version), send the calibration and limits.
+
+        When the new settings clear the rig's home (another calibration or switch position, or the
+        rig stands outside the new soft limits), it logs a warning; ``status().homed`` is then
+        False and a move raises RigNotHomedError until ``home()``."""
         if self._serial is not None:
             raise RigConnectionError(f"reset rig on {self.config.port} is already connected; "
                                      "call disconnect() first")
@@ -259,7 +269,7 @@ class ResetRig:
         self._reader.start()
         try:
             self._handshake()
-            self.request("CONFIG", *self.config.config_args())
+            self._configure()
         except BaseException:
             self._close()
             raise
@@ -391,12 +401,30 @@ class ResetRig:
                     raise
                 last = exc  # the board may still be booting (an Uno resets when the port opens)
                 continue
-            self.firmware_version = reply.fields[1] if len(reply.fields) > 1 else "?"
+            if len(reply.fields) != 2 or reply.fields[0] != str(proto.PROTOCOL_VERSION):
+                raise RigProtocolError(
+                    f"reset rig on {self.config.port}: the firmware answered HELLO with {reply.fields!r}, "
+                    f"not protocol {proto.PROTOCOL_VERSION}; flash the firmware from this checkout: "
+                    "make -C hardware/reset_rig flash", proto.ERROR_CODES["VERSION_MISMATCH"])
+            self.firmware_version = reply.fields[1]
             return
         raise RigTimeoutError(
             f"reset rig on {self.config.port}: no handshake within {self.config.connect_timeout_s:.1f} s "
             f"({last}); check that the board runs the reset-rig firmware "
             "(make -C hardware/reset_rig flash PORT=...) and that the port is right")
+
+    def _configure(self) -> None:
+        reply = self.request("CONFIG", *self.config.config_args())
+        if reply.fields not in (("0",), ("1",)):
+            raise RigProtocolError(f"reset rig on {self.config.port}: malformed CONFIG reply "
+                                   f"{reply.fields!r}; flash the firmware from this checkout")
+        if reply.fields[0] == "1":
+            state = self.status()
+            log.warning("reset rig on %s: CONFIG cleared the home: the calibration or a switch position "
+                        "changed, or the rig (at %.3f deg, %.3f mm) stands outside the new soft limits "
+                        "%s deg / %s mm; home() before the next move", self.config.port, state.rotation_deg,
+                        state.translation_mm, self.config.rotation_limits_deg,
+                        self.config.translation_limits_mm)
 
     def _wait_motion(self, seq: int, what: str, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s

@@ -7,6 +7,7 @@ Every line, in both directions, is ``<body>*<CRC-8 as two upper-case hex digits>
 (CRC-8: polynomial 0x07, initial value 0, over the bytes of ``<body>``)::
 
     host -> rig   <COMMAND> <seq> [arg ...]      seq 1..65535; a repeated seq is answered, not re-run
+                                                 (except HELLO and STOP, which always run)
     rig -> host   OK <seq> [field ...]           exactly one reply per command
                   ERR <seq> <code>               seq 0 when the command line could not be trusted
                   EVT <EVENT> [field ...]        unsolicited report (boot, motion end, e-stop)
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 BAUD = 115200
 MAX_LINE = 96  # bytes before b"\n", checksum included
 MAX_SEQ = 65535
@@ -66,14 +67,16 @@ COMMANDS: dict[str, CommandSpec] = {
         CommandSpec("CONFIG",
                     ("rotation_msteps_per_deg", "translation_msteps_per_mm", "rotation_min_mdeg",
                      "rotation_max_mdeg", "translation_min_um", "translation_max_um",
-                     "rotation_home_mdeg", "translation_home_um", "watchdog_ms"), (), False,
-                    "calibration, soft limits, switch positions and watchdog period (only when idle)"),
+                     "rotation_home_mdeg", "translation_home_um", "watchdog_ms"), ("home_cleared",), False,
+                    "calibration, soft limits (around 0), switch positions and watchdog period (only when "
+                    "idle); home_cleared is 1 when it cleared homed (new calibration or switch position, or "
+                    "the rig stands outside the new limits)"),
         CommandSpec("HOME", (), (), True,
                     "find both limit switches, then move to 0 deg / 0 mm"),
         CommandSpec("MOVE", ("rotation_mdeg", "translation_um"), ("rotation_steps", "translation_steps"),
                     True, "move both axes to an absolute pose inside the soft limits (homed rig only)"),
         CommandSpec("STOP", (), (), False,
-                    "halt at once; drivers stay enabled and hold the position"),
+                    "halt at once, even with a repeated seq; drivers stay enabled and hold the position"),
     )
 }
 
@@ -103,11 +106,14 @@ ERRORS: dict[int, ErrorSpec] = {
         ErrorSpec(4, "UNKNOWN_COMMAND", "the command name is not in the protocol",
                   "update the host or the firmware so their protocol versions match"),
         ErrorSpec(5, "BAD_ARGUMENT",
-                  "wrong number of arguments, not integers, or a CONFIG value out of bounds",
+                  "wrong number of arguments, not integers, or a CONFIG value out of bounds or "
+                  "inconsistent (a soft range without 0, a switch position not below its soft range)",
                   "check the command's arguments against PROTOCOL.md"),
         ErrorSpec(6, "VERSION_MISMATCH", "the host speaks another protocol version",
                   "flash the firmware from this checkout: make -C hardware/reset_rig flash"),
-        ErrorSpec(7, "NOT_HOMED", "a move was asked before homing (or after the home was lost)",
+        ErrorSpec(7, "NOT_HOMED",
+                  "a move was asked before homing (or after the home was lost: e-stop, limit switch, "
+                  "a CONFIG that cleared it)",
                   "home the rig first (meld rig home)"),
         ErrorSpec(8, "OUT_OF_RANGE", "the target lies outside the soft limits",
                   "ask for a pose inside the configured limits"),

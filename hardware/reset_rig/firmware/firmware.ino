@@ -9,9 +9,12 @@
  *   - motors move only after HOME (or during it) and only to targets inside the soft limits;
  *   - every motion ends with exactly one EVT DONE or EVT ABORT carrying the command's seq;
  *   - host silence longer than the watchdog period during a motion halts it (ABORT WATCHDOG);
- *   - STOP halts at once and keeps the drivers enabled, so the axes hold their position;
+ *   - STOP halts at once, whatever its seq (never answered from the repeat cache), and keeps the
+ *     drivers enabled, so the axes hold their position;
  *   - the emergency-stop input halts, disables the drivers and forgets the home position;
  *   - a limit switch seen outside homing halts and forgets the home position;
+ *   - CONFIG keeps 0 (where HOME ends) inside the soft limits, and forgets the home position
+ *     (saying so in its reply) when the rig would otherwise idle outside the new limits;
  *   - the AVR watchdog resets the board if the main loop ever stalls (boot: drivers disabled).
  */
 #include <Arduino.h>
@@ -67,7 +70,8 @@ static char last_reply[RIG_MAX_LINE + 8];
 // Units: positions travel as milli-units (mdeg, um); the axes count steps. Rounded half away from
 // zero; the Python client (rig_protocol.steps_from_milli) uses the same rule.
 
-static int32_t steps_from_milli(int32_t milli, int32_t msteps_per_unit) {
+// Kept out of line: its 64-bit arithmetic, inlined at each of its callers, cost ~0.9 kB of flash.
+__attribute__((noinline)) static int32_t steps_from_milli(int32_t milli, int32_t msteps_per_unit) {
   int64_t num = (int64_t)milli * msteps_per_unit;
   return (int32_t)((num >= 0 ? num + 500000 : num - 500000) / 1000000);
 }
@@ -244,22 +248,31 @@ static bool config_valid(const int32_t* a) {
     int32_t abs_max = i == 0 ? CONFIG_ROT_ABS_MAX_MDEG : CONFIG_TRANS_ABS_MAX_UM;
     if (spu < CONFIG_MSTEPS_PER_UNIT_MIN || spu > CONFIG_MSTEPS_PER_UNIT_MAX) return false;
     if (lo >= hi || lo < -abs_max || hi > abs_max) return false;
+    if (lo > 0 || hi < 0) return false;  // HOME ends at 0: it must lie inside the soft range
     if (home >= lo || home < -abs_max) return false;  // the switch lies below the soft range
   }
   return a[8] >= CONFIG_WATCHDOG_MIN_MS && a[8] <= CONFIG_WATCHDOG_MAX_MS;
 }
 
-static uint8_t cmd_config(const Command& c) {
+/* Apply new settings. The home stays valid only where the step counters keep their meaning and
+ * the rig stands where a MOVE under the new limits may put it; otherwise `homed` is cleared and
+ * *home_cleared says so (the reply's field), so that a rig never idles homed outside its limits. */
+static uint8_t cmd_config(const Command& c, bool* home_cleared) {
   if (mode != MODE_IDLE) return RIG_ERR_BUSY;
   if (!config_valid(c.args)) return RIG_ERR_BAD_ARGUMENT;
+  bool was_homed = homed;
   for (uint8_t i = 0; i < 2; i++) {
     AxisSettings s = {c.args[i], c.args[2 + 2 * i], c.args[3 + 2 * i], c.args[6 + i]};
-    if (s.msteps_per_unit != settings[i].msteps_per_unit || s.home_milli != settings[i].home_milli) {
-      homed = false;  // steps no longer map to the same units
+    int32_t pos = axes[i].position();
+    if (s.msteps_per_unit != settings[i].msteps_per_unit || s.home_milli != settings[i].home_milli ||
+        pos < steps_from_milli(s.min_milli, s.msteps_per_unit) ||
+        pos > steps_from_milli(s.max_milli, s.msteps_per_unit)) {
+      homed = false;
     }
     settings[i] = s;
   }
   watchdog_ms = (uint16_t)c.args[8];
+  *home_cleared = was_homed && !homed;
   return RIG_ERR_NONE;
 }
 
@@ -324,7 +337,9 @@ static void execute(const Command& c) {
     writer.add_int(motion_code);
     writer.add_int(estop_filter.state);
   } else if (is(c, RIG_CMD_CONFIG, RIG_CMD_CONFIG_NARGS, &err)) {
-    if (!err) err = cmd_config(c);
+    bool home_cleared;
+    if (!err) err = cmd_config(c, &home_cleared);
+    if (!err) writer.add_int(home_cleared);
   } else if (is(c, RIG_CMD_HOME, RIG_CMD_HOME_NARGS, &err)) {
     if (!err) err = cmd_home(c);
   } else if (is(c, RIG_CMD_MOVE, RIG_CMD_MOVE_NARGS, &err)) {
@@ -359,9 +374,12 @@ static void handle_line(char* line, uint8_t len) {
     return;
   }
   last_rx_ms = millis();  // a checksummed line from the host: it is alive
+  // The repeat cache keeps a retried command from running twice. HELLO and STOP always run:
+  // running them again is harmless, and a STOP answered from the cache would leave a motion
+  // running (e.g. a STOP that reuses the seq of the MOVE it means to halt).
   if (strcmp(c.name, RIG_CMD_HELLO) == 0) {
     last_seq = 0;  // a new session: forget the repeat cache
-  } else if (c.seq == last_seq) {
+  } else if (c.seq == last_seq && strcmp(c.name, RIG_CMD_STOP) != 0) {
     send_line(last_reply);  // a retry of the command just executed: answer again, do not repeat it
     return;
   }

@@ -8,6 +8,7 @@
  * Every line, both directions:  <body>*<CRC-8 as two hex digits>\n
  * CRC-8: polynomial 0x07, initial value 0x00, no reflection, over the bytes of <body>.
  *   host -> rig:  <COMMAND> <seq> [arg ...]        seq 1..65535, a repeated seq is not executed twice
+ *                                                  (except HELLO and STOP, which always run)
  *   rig -> host:  OK <seq> [field ...]             one reply per command
  *                 ERR <seq> <code>                 seq 0 when the line could not be trusted
  *                 EVT <EVENT> [field ...]          unsolicited report
@@ -15,8 +16,8 @@
 #ifndef RIG_PROTOCOL_H
 #define RIG_PROTOCOL_H
 
-#define RIG_PROTOCOL_VERSION 1
-#define RIG_FIRMWARE_VERSION "1.0.0"
+#define RIG_PROTOCOL_VERSION 2
+#define RIG_FIRMWARE_VERSION "2.0.0"
 #define RIG_BAUD 115200
 #define RIG_MAX_LINE 96 /* bytes before '\n', checksum included */
 
@@ -31,9 +32,9 @@
 #define RIG_CMD_CONFIG "CONFIG" /* args: rotation_msteps_per_deg translation_msteps_per_mm
                                    rotation_min_mdeg rotation_max_mdeg translation_min_um
                                    translation_max_um rotation_home_mdeg translation_home_um
-                                   watchdog_ms */
+                                   watchdog_ms | reply: home_cleared (1: this CONFIG cleared homed) */
 #define RIG_CMD_CONFIG_NARGS 9
-#define RIG_CMD_CONFIG_NREPLY 0
+#define RIG_CMD_CONFIG_NREPLY 1
 #define RIG_CMD_HOME "HOME" /* motion; ends with EVT DONE or EVT ABORT carrying this seq */
 #define RIG_CMD_HOME_NARGS 0
 #define RIG_CMD_HOME_NREPLY 0
@@ -41,7 +42,7 @@
                                translation_steps (absolute targets); motion like HOME */
 #define RIG_CMD_MOVE_NARGS 2
 #define RIG_CMD_MOVE_NREPLY 2
-#define RIG_CMD_STOP "STOP" /* halts at once; drivers stay enabled (holding) */
+#define RIG_CMD_STOP "STOP" /* halts at once, whatever its seq; drivers stay enabled (holding) */
 #define RIG_CMD_STOP_NARGS 0
 #define RIG_CMD_STOP_NREPLY 0
 
