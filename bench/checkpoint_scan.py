@@ -4,7 +4,7 @@
         --out runs/scan.jsonl --plot runs/scan.png
 
 For every checkpoint file (oldest first; keep them all with `--train-set keep_checkpoints=100000` in
-bench/learn_point_nav.py, or pass `--checkpoints DIR` with copies), run the trainer's validation
+bench/learn.py, or pass `--checkpoints DIR` with copies), run the trainer's validation
 (`TrainConfig.validation_trials` trials on train tasks spread evenly over the list, acting as the
 run's evaluations do; `--validation-trials` overrides) and a meta-test on the held-out tasks
 (`--test-rounds` rounds). One
