@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.distributions import Normal, kl_divergence
 
+from meld_core.algo.conv import Conv2d, ConvTranspose2d, run_stack
 from meld_core.config import ModelConfig, supported_image_shape
 
 
@@ -72,15 +73,15 @@ class Encoder(nn.Module):
         layers: list[nn.Module] = []
         for i, k in enumerate(kernels):
             layers += [
-                nn.Conv2d(chans[i], chans[i + 1], k, stride=2, padding=((k[0] - 1) // 2, (k[1] - 1) // 2)),
+                Conv2d(chans[i], chans[i + 1], k, stride=2, padding=((k[0] - 1) // 2, (k[1] - 1) // 2)),
                 nn.LeakyReLU(cfg.leaky_relu_slope),
             ]
-        layers += [nn.Conv2d(8 * bd, 8 * bd, final), nn.LeakyReLU(cfg.leaky_relu_slope)]
+        layers += [Conv2d(8 * bd, 8 * bd, final), nn.LeakyReLU(cfg.leaky_relu_slope)]
         self.net = nn.Sequential(*layers)
         self.out_size = 8 * bd
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.net(x).flatten(1)
+        return run_stack(self.net, x).flatten(1)
 
 
 class Decoder(nn.Module):
@@ -92,7 +93,7 @@ class Decoder(nn.Module):
         kernels, final = _conv_kernels(cfg.image_shape)
         slope = cfg.leaky_relu_slope
         layers: list[nn.Module] = [
-            nn.ConvTranspose2d(cfg.latent1_size + cfg.latent2_size, 8 * bd, final),
+            ConvTranspose2d(cfg.latent1_size + cfg.latent2_size, 8 * bd, final),
             nn.LeakyReLU(slope),
         ]
         chans = [8 * bd, 4 * bd, 2 * bd, bd, 3]
@@ -100,13 +101,13 @@ class Decoder(nn.Module):
         for i, k in enumerate([kernels[1], kernels[2], kernels[3], kernels[0]]):
             pad = ((k[0] - 1) // 2, (k[1] - 1) // 2)
             out_pad = (2 + 2 * pad[0] - k[0], 2 + 2 * pad[1] - k[1])
-            layers.append(nn.ConvTranspose2d(chans[i], chans[i + 1], k, 2, pad, out_pad))
+            layers.append(ConvTranspose2d(chans[i], chans[i + 1], k, 2, pad, out_pad))
             if i < 3:
                 layers.append(nn.LeakyReLU(slope))
         self.net = nn.Sequential(*layers)
 
     def forward(self, z: Tensor) -> Tensor:
-        return self.net(z[:, :, None, None])
+        return run_stack(self.net, z[:, :, None, None])
 
 
 class MLP(nn.Module):
