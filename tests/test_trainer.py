@@ -343,3 +343,28 @@ def test_a_resumed_run_trains_the_iterations_it_owes(tmp_path):
     assert (resumed.model_steps, resumed.ac_steps) == (whole.model_steps, whole.ac_steps)
     assert resumed.episodes == whole.episodes  # the owed iterations were trained, not collected again
     assert episode_ids(run) == list(range(resumed.episodes))
+
+
+class StopDuringTraining(TrainerHooks):
+    """Requests a stop in the middle of iteration `iteration`'s AC steps."""
+
+    def __init__(self, iteration):
+        self.iteration = iteration
+
+    def on_gradient_step(self, trainer, kind, metrics):
+        if trainer.counters.iteration == self.iteration and kind == "ac":
+            trainer.request_stop()
+
+
+def test_a_stop_in_the_middle_of_an_iteration_resumes_with_the_rest_of_its_gradient_steps(tmp_path):
+    # Before: the stop's checkpoint counted the iteration's first gradient steps, and the resume took
+    # all of them again, so a stopped-and-resumed run took more model and AC steps than an uninterrupted one.
+    cfg = tiny(num_iterations=3, checkpoint_interval=100, eval_interval=100)
+    whole = run_training(cfg, tmp_path / "whole", progress_bars=False).counters
+    run = tmp_path / "stopped"
+    stopped = run_training(cfg, run, hooks=[StopDuringTraining(1)], progress_bars=False).counters
+    assert stopped.iteration == 1
+    resumed = run_training(None, run, resume=True, progress_bars=False).counters
+    assert resumed.phase == "done" and resumed.iteration == 3
+    assert (resumed.model_steps, resumed.ac_steps) == (whole.model_steps, whole.ac_steps)
+    assert stopped.ac_steps_in_iteration == 1 and resumed.ac_steps_in_iteration == 0

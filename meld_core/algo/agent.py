@@ -39,6 +39,7 @@ from torch import nn
 
 from meld_core.algo.model import LatentModel, Posterior, count_parameters, model_parameter_counts
 from meld_core.algo.replay import TorchTrialBatch, TrialBatch
+from meld_core.algo.runtime import cache_freed_memory
 from meld_core.algo.sac import SAC, Transitions
 from meld_core.config import DeviceConfig, ModelConfig, SACConfig
 
@@ -87,6 +88,12 @@ class Agent(Protocol):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what `state_dict` returned."""
 
+    def policy_state_dict(self) -> dict[str, Any]:
+        """The networks only (what acting needs): what the async learner publishes to its actor."""
+
+    def load_policy_state_dict(self, state: dict[str, Any]) -> None:
+        """Take the networks of `policy_state_dict` (optimisers and RNG stay as they are)."""
+
 
 class MeldAgent:
     """MELD agent: model + SAC + online filter. See the module docstring for the protocol."""
@@ -107,6 +114,8 @@ class MeldAgent:
         cuda = self.device.type == "cuda"
         if self.device_cfg.num_threads is not None and not cuda:
             torch.set_num_threads(self.device_cfg.num_threads)
+        if self.device_cfg.cpu_allocator_cache and not cuda:
+            cache_freed_memory()
         if cuda:
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
@@ -313,18 +322,24 @@ class MeldAgent:
         if self.device.type == "cuda":
             rng["cuda"] = torch.cuda.get_rng_state(self.device)
         return {
+            **self.policy_state_dict(),
+            "model_opt": self.model_opt.state_dict(),
+            **{name: opt.state_dict() for name, opt in self.sac.optimizers().items()},
+            "rng": rng,
+        }
+
+    def policy_state_dict(self) -> dict[str, Any]:
+        """Config, networks and update counters (no optimisers, no RNG): the async learner's publication."""
+        return {
             "config": {"model": dataclasses.asdict(self.model_cfg), "sac": dataclasses.asdict(self.sac_cfg),
                        "action_dim": self.action_dim},
             "model": self.model.state_dict(),
             "sac": self.sac.state_dict(),
-            "model_opt": self.model_opt.state_dict(),
-            **{name: opt.state_dict() for name, opt in self.sac.optimizers().items()},
             "counters": {"model_updates": self.model_updates, "ac_updates": self.ac_updates},
-            "rng": rng,
         }
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore everything `state_dict` saved; the belief is reset."""
+    def load_policy_state_dict(self, state: dict[str, Any]) -> None:
+        """The networks and update counters of `policy_state_dict` (or `state_dict`); resets the belief."""
         cfg = state["config"]
         mine = {"model": dataclasses.asdict(self.model_cfg), "sac": dataclasses.asdict(self.sac_cfg),
                 "action_dim": self.action_dim}
@@ -333,11 +348,16 @@ class MeldAgent:
                              f"agent from the checkpoint's config: {cfg}")
         self.model.load_state_dict(state["model"])
         self.sac.load_state_dict(state["sac"])
+        self.model_updates = int(state["counters"]["model_updates"])
+        self.ac_updates = int(state["counters"]["ac_updates"])
+        self.reset_belief()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore everything `state_dict` saved; the belief is reset."""
+        self.load_policy_state_dict(state)
         self.model_opt.load_state_dict(state["model_opt"])
         for name, opt in self.sac.optimizers().items():
             opt.load_state_dict(state[name])
-        self.model_updates = int(state["counters"]["model_updates"])
-        self.ac_updates = int(state["counters"]["ac_updates"])
         torch.set_rng_state(state["rng"]["torch"].cpu())
         self._sampler.set_state(state["rng"]["sampler"].cpu())
         if "cuda" in state["rng"] and self.device.type == "cuda":

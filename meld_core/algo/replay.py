@@ -22,6 +22,7 @@ task selection stays uniform with replacement. Relabelling offline rewards is th
 from __future__ import annotations
 
 import collections
+import dataclasses
 import io
 import json
 import logging
@@ -220,7 +221,9 @@ class ReplayStore:
     """One episodic store per task, persisted to `root` (if given) as episodes are added."""
 
     def __init__(self, cfg: ReplayConfig, num_tasks: int, root: str | Path | None = None,
-                 offline: ReplayStore | None = None):
+                 offline: ReplayStore | None = None, *, keep_frames: bool = True):
+        """`keep_frames=False`: episodes are written to disk as usual, but the store keeps only their
+        actions, rewards and metadata in memory (a collector that never samples, e.g. the async actor)."""
         if num_tasks < 1:
             raise ValueError(f"num_tasks must be >= 1, got {num_tasks}")
         self.cfg = cfg
@@ -234,6 +237,8 @@ class ReplayStore:
         self._frames: int | None = None  # frames per episode, fixed by the first episode
         self._image_shape: tuple[int, ...] | None = None
         self._action_dim: int | None = None
+        self.keep_frames = keep_frames
+        self._loaded_ids: list[int] = [-1] * num_tasks  # newest episode id read from disk per task
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ adding and loading
@@ -271,6 +276,8 @@ class ReplayStore:
                 folder.mkdir(parents=True, exist_ok=True)
                 episode.save(folder / f"ep_{episode.episode_id:08d}.npz",
                              compress=self.cfg.compress_on_disk, fsync=self.cfg.fsync)
+            if not self.keep_frames:
+                episode = dataclasses.replace(episode, images=episode.images[:, :0, :0])
             self._stores[episode.task_index].append(episode)
             return episode.episode_id
 
@@ -283,23 +290,50 @@ class ReplayStore:
         return store
 
     def load_from_disk(self) -> int:
-        """Read episodes under `root`; skip unreadable files and tasks beyond num_tasks with a warning."""
+        """Read episodes under `root`; skip unreadable files and tasks beyond num_tasks with a warning.
+
+        Temporary files of interrupted writes are removed: call this only from the process that writes
+        the episodes (a reader beside a running writer uses `load_new`)."""
         if self.root is None or not self.root.exists():
             return 0
-        loaded = skipped = 0
+        for task_dir in self._task_dirs():
+            for tmp in task_dir.glob(".ep_*.tmp"):
+                log.warning("replay: removing %s, an episode file whose write was interrupted", tmp)
+                tmp.unlink(missing_ok=True)
+        loaded, skipped = self._read_new(self.cfg.capacity_episodes_per_task)
+        log.info("replay: loaded %d episodes from %s (%d skipped)", loaded, self.root, skipped)
+        return loaded
+
+    def load_new(self) -> int:
+        """Read the episode files that appeared since the last load (another process writes them
+        atomically, so a file is either complete or absent); returns how many were added."""
+        if self.root is None or not self.root.exists():
+            return 0
+        return self._read_new(None)[0]
+
+    def _task_dirs(self) -> list[Path]:
+        dirs = []
         for task_dir in sorted(self.root.iterdir()):
             m = _TASK_RE.match(task_dir.name)
             if not m or not task_dir.is_dir():
                 continue
-            task = int(m.group(1))
-            if task >= self.num_tasks:
-                log.warning("replay: ignoring %s: task %d >= num_tasks %d", task_dir, task, self.num_tasks)
+            if int(m.group(1)) >= self.num_tasks:
+                log.warning("replay: ignoring %s: task %s >= num_tasks %d", task_dir, m.group(1),
+                            self.num_tasks)
                 continue
-            for tmp in task_dir.glob(".ep_*.tmp"):
-                log.warning("replay: removing %s, an episode file whose write was interrupted", tmp)
-                tmp.unlink(missing_ok=True)
-            files = sorted((int(m.group(1)), p) for p in task_dir.iterdir() if (m := _EP_RE.match(p.name)))
-            files = files[-self.cfg.capacity_episodes_per_task:]
+            dirs.append(task_dir)
+        return dirs
+
+    def _read_new(self, newest: int | None) -> tuple[int, int]:
+        """Load files with ids above the newest already read, per task (only the last `newest`)."""
+        loaded = skipped = 0
+        for task_dir in self._task_dirs():
+            task = int(_TASK_RE.match(task_dir.name).group(1))
+            seen = self._loaded_ids[task]
+            files = sorted((int(m.group(1)), p) for p in task_dir.iterdir()
+                           if (m := _EP_RE.match(p.name)) and int(m.group(1)) > seen)
+            if newest is not None:
+                files = files[-newest:]
             for ep_id, path in files:
                 try:
                     ep = Episode.load(path)
@@ -311,8 +345,8 @@ class ReplayStore:
                     skipped += 1
                     log.warning("replay: skipping episode file %s (%s)", path, e)
                 self._next_id = max(self._next_id, ep_id + 1)
-        log.info("replay: loaded %d episodes from %s (%d skipped)", loaded, self.root, skipped)
-        return loaded
+                self._loaded_ids[task] = max(self._loaded_ids[task], ep_id)
+        return loaded, skipped
 
     # ------------------------------------------------------------------ sizes
     def num_episodes(self, task_index: int) -> int:
@@ -352,6 +386,9 @@ class ReplayStore:
                        num_trials: int | None = None) -> list[list[Episode]]:
         if episodes_per_trial < 1:
             raise ValueError(f"episodes_per_trial must be >= 1, got {episodes_per_trial}")
+        if not self.keep_frames:
+            raise RuntimeError("this ReplayStore keeps no frames in memory (keep_frames=False): it cannot "
+                               "form batches; load the episodes with a store that keeps them")
         with self._lock:
             tasks = self.tasks_with_data()
             if not tasks:

@@ -5,6 +5,7 @@ from meld_core.config.core import (
     REWARD_INPUTS,
     REWARD_TARGETS,
     TD_REWARD_FRAMES,
+    TRAIN_MODES,
     Z2_TRANSITIONS,
     DeviceConfig,
     ModelConfig,
@@ -17,7 +18,7 @@ from meld_core.config.core import (
 )
 
 __all__ = [
-    "DEVICES", "REWARD_INPUTS", "REWARD_TARGETS", "TD_REWARD_FRAMES", "Z2_TRANSITIONS", "DeviceConfig",
-    "ModelConfig", "ReplayConfig", "RunConfig", "SACConfig", "TrainConfig", "config_from_dict",
-    "supported_image_shape",
+    "DEVICES", "REWARD_INPUTS", "REWARD_TARGETS", "TD_REWARD_FRAMES", "TRAIN_MODES", "Z2_TRANSITIONS",
+    "DeviceConfig", "ModelConfig", "ReplayConfig", "RunConfig", "SACConfig", "TrainConfig",
+    "config_from_dict", "supported_image_shape",
 ]

@@ -218,26 +218,36 @@ DEVICES = ("cpu", "cuda", "auto")
 
 @dataclass(frozen=True)
 class DeviceConfig:
-    """Where and in which precision the networks run.
+    """Where and in which precision the networks run, and how a process uses the CPU cores.
 
     CPU: bf16 autocast is applied to the conv encoder/decoder only (the latent MLPs, KL and
     likelihoods stay fp32), by default only where the CPU computes bf16 natively (AVX512-BF16 or
     AMX): emulated bf16 on an AVX2-only CPU made a model step ~5-20x *slower* in our measurements.
     `act()` at batch 1 always runs fp32. CUDA: bf16 autocast (no grad
     scaler needed), TF32 matmuls, cudnn autotuning, pinned host memory with non-blocking copies.
+
+    Async mode (TrainConfig.mode) runs an actor and a learner process side by side; `pin_cpus` gives
+    the actor one core and the learner the others, so that their OpenMP threads never compete.
     """
 
     device: str = "auto"  # "cpu", "cuda" (or "cuda:N") or "auto" (cuda when available)
     channels_last: bool = True  # NHWC memory format for the conv encoder/decoder
     cpu_bf16: bool | None = None  # bf16 autocast of learner convs on CPU; None -> on iff native bf16
     cuda_amp: bool = True  # bf16 autocast on CUDA (falls back to fp32 where bf16 is unsupported)
-    num_threads: int | None = None  # torch.set_num_threads on CPU; None leaves torch's default
+    num_threads: int | None = None  # torch threads on CPU (async: the learner's); None: one per usable core
+    # Keep freed heap memory for reuse instead of returning every large tensor to the OS (glibc
+    # mallopt): without it a reference-size model step spent ~15 % of its CPU time in page faults.
+    cpu_allocator_cache: bool = True
+    pin_cpus: bool = True  # async mode: actor on the first usable core, learner on the others (if >= 2)
+    actor_threads: int = 1  # async mode: torch threads of the actor (act() is batch 1)
 
     def __post_init__(self) -> None:
         if self.device not in DEVICES and not self.device.startswith("cuda:"):
             raise ValueError(f"DeviceConfig.device must be one of {DEVICES} or 'cuda:N', got {self.device!r}")
         if self.num_threads is not None and self.num_threads < 1:
             raise ValueError(f"DeviceConfig.num_threads must be >= 1 or None, got {self.num_threads}")
+        if self.actor_threads < 1:
+            raise ValueError(f"DeviceConfig.actor_threads must be >= 1, got {self.actor_threads}")
 
 
 def _rebuild(tp: Any, value: Any, where: str) -> Any:
@@ -296,6 +306,9 @@ def config_from_dict(cls: type, d: Mapping[str, Any], *, _where: str | None = No
 # ---------------------------------------------------------------------------------------------
 
 
+TRAIN_MODES = ("alternate", "async")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """The meta-training schedule (reference section 3.1) and the run's side work.
@@ -326,6 +339,13 @@ class TrainConfig:
     keep_checkpoints: int = 3  # newest checkpoints kept on disk
     log_interval: int = 10  # write training scalars every this many iterations
     seed: int = 1  # seeds the trainer's task sampling, the warm-up policy and the agent
+    # "alternate": Algorithm 1, collect a trial then train on it. "async": an actor process collects
+    # while a learner process trains, meeting in the run directory (meld_core.train.async_mode); the
+    # learner still takes ratio x env steps gradient steps per iteration, so runs stay comparable.
+    mode: str = "alternate"
+    async_lead: int = 1  # async: iterations the actor may collect before the learner has trained them
+    async_publish_interval: int = 100  # async: the learner publishes weights every this many gradient steps
+    async_timeout_s: float = 1800.0  # async: give up when the other process shows no sign of life this long
 
     def __post_init__(self) -> None:
         for name in ("episodes_per_trial", "init_collect_trials_per_task", "tasks_to_collect_per_iter",
@@ -340,6 +360,11 @@ class TrainConfig:
             raise ValueError("TrainConfig.num_iterations, video_trials and validation_trials must be >= 0")
         if self.stop_model_training_step is not None and self.stop_model_training_step < 0:
             raise ValueError("TrainConfig.stop_model_training_step must be >= 0 or None")
+        if self.mode not in TRAIN_MODES:
+            raise ValueError(f"TrainConfig.mode must be one of {TRAIN_MODES}, got {self.mode!r}")
+        if self.async_lead < 1 or self.async_publish_interval < 1 or not self.async_timeout_s > 0:
+            raise ValueError("TrainConfig.async_lead and async_publish_interval must be >= 1, "
+                             "async_timeout_s > 0")
 
 
 @dataclass(frozen=True)
@@ -370,8 +395,10 @@ class RunConfig:
         return config_from_dict(env_config_class(self.env), self.env_config)
 
     def identity(self) -> dict[str, Any]:
-        """What makes two runs the same run: everything but the device and the iteration budget."""
+        """What makes two runs the same run: everything but the device, the iteration budget and how
+        collection and training are scheduled (mode and async settings: a run may resume in the other)."""
         d = dataclasses.asdict(self)
         d.pop("device")
-        d["train"].pop("num_iterations")
+        for name in ("num_iterations", "mode", "async_lead", "async_publish_interval", "async_timeout_s"):
+            d["train"].pop(name)
         return d

@@ -254,10 +254,15 @@ class EvaluationHook(TrainerHooks):
         if phase == "train" and trainer.config.train.eval_at_start:
             self.evaluate(trainer)
 
-    def on_iteration(self, trainer: Any) -> None:
+    @staticmethod
+    def due(trainer: Any) -> bool:
+        """An evaluation follows the iteration just completed (every `eval_interval`, and the last)."""
         t, it = trainer.config.train, trainer.counters.iteration
-        if it % t.eval_interval == 0 or it == t.num_iterations:
-            self.evaluate(trainer, final=it == t.num_iterations)
+        return it % t.eval_interval == 0 or it == t.num_iterations
+
+    def on_iteration(self, trainer: Any) -> None:
+        if self.due(trainer):
+            self.evaluate(trainer, final=trainer.counters.iteration == trainer.config.train.num_iterations)
 
     def on_end(self, trainer: Any) -> None:
         # A finished run resumed without new iterations still reports its final table.

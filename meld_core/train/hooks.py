@@ -34,6 +34,9 @@ class TrainerHooks:
     def on_phase(self, trainer: Trainer, phase: str) -> None:
         """A phase ("warmup", "pretrain", "train", "done") starts."""
 
+    def on_env_step(self, trainer: Trainer) -> None:
+        """The environment took a step while collecting (warm-up or training; not in evaluations)."""
+
     def on_episode(self, trainer: Trainer, episode: RolloutEpisode) -> None:
         """An episode was collected and is already stored (on disk when the replay has a root)."""
 

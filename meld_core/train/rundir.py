@@ -10,6 +10,11 @@
       metrics.csv         the same scalars as CSV (long format: one row per value)
       progress.json       counters and phase, rewritten atomically (for monitors, diagnostics and tests)
       eval/               summary.json, success.md, videos/*.mp4, plots/*.png, history.jsonl
+      env.json            the environment's spec (image shape, action size, ...) for processes without it
+    async mode (TrainConfig.mode) adds:
+      policy/             policy.pt (the learner's newest weights, atomic) + policy.json (its counters)
+      progress_actor.json, metrics_actor.csv, tb/actor/   the actor's own progress and scalars
+      .lock_actor, .lock_learner   OS locks: one process per role writes a run at a time
 
 Every write that a crash could leave half-done goes to a temporary file in the same directory that
 is fsync'ed and then renamed over the target, so readers see either the old or the new file.
@@ -17,12 +22,15 @@ is fsync'ed and then renamed over the target, so readers see either the old or t
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import io
 import json
 import logging
 import os
 import re
-from collections.abc import Callable
+import socket
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +58,13 @@ class CheckpointError(RuntimeError):
     """A checkpoint is missing or cannot be read."""
 
 
+class RunLockedError(RunDirError):
+    """Another process already writes this run in the same role."""
+
+
+LOCK_PREFIX = ".lock_"
+
+
 class RunDir:
     """Paths and atomic file operations of one run directory (creates nothing until asked)."""
 
@@ -64,6 +79,10 @@ class RunDir:
     @property
     def tasks_path(self) -> Path:
         return self.root / "tasks.json"
+
+    @property
+    def env_path(self) -> Path:
+        return self.root / "env.json"
 
     @property
     def episodes_dir(self) -> Path:
@@ -89,8 +108,67 @@ class RunDir:
     def eval_dir(self) -> Path:
         return self.root / "eval"
 
+    @property
+    def policy_path(self) -> Path:
+        return self.root / "policy" / "policy.pt"
+
+    @property
+    def policy_info_path(self) -> Path:
+        return self.root / "policy" / "policy.json"
+
     def exists(self) -> bool:
         return self.config_path.is_file()
+
+    @contextlib.contextmanager
+    def lock(self, *roles: str) -> Iterator[None]:
+        """Hold the OS lock of each role ("actor", "learner") for the duration; raise RunLockedError
+        when another process holds one. The kernel releases a lock when its holder dies (kill -9)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        held = []
+        try:
+            for role in roles:
+                path = self.root / f"{LOCK_PREFIX}{role}"
+                f = open(path, "a+", encoding="utf-8")  # noqa: SIM115 (closed below)
+                try:
+                    fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    f.seek(0)
+                    holder = f.read().strip() or "unknown process"
+                    f.close()
+                    raise RunLockedError(f"{self.root} is being written by another {role} ({holder}); stop "
+                                         "that process first, or choose another --run-dir") from None
+                f.seek(0)
+                f.truncate()
+                f.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
+                f.flush()
+                held.append(f)
+            yield
+        finally:
+            for f in held:
+                fcntl.flock(f, fcntl.LOCK_UN)
+                f.close()
+
+    # -- the published policy (async mode) -----------------------------------------------------
+    def publish_policy(self, state: dict[str, Any], info: dict[str, Any]) -> None:
+        """policy.pt (weights, atomic), then policy.json (`info`: its version and counters, atomic)."""
+        _save_state(self.policy_path, state)
+        self.write_json(self.policy_info_path, info, fsync=False)
+
+    def policy_info(self) -> dict[str, Any] | None:
+        """policy.json, or None while nothing was published."""
+        if not self.policy_info_path.is_file():
+            return None
+        return self.read_json(self.policy_info_path)
+
+    def load_policy(self) -> dict[str, Any]:
+        import torch
+
+        try:
+            return torch.load(self.policy_path, map_location="cpu", weights_only=False)
+        except Exception as exc:  # torch raises many types for truncated/corrupt files
+            raise CheckpointError(f"published policy {self.policy_path} cannot be read "
+                                  f"({type(exc).__name__}: {exc}); the learner rewrites it at its next "
+                                  "publication") from None
 
     def make_dirs(self) -> None:
         for d in (self.root, self.episodes_dir, self.checkpoints_dir, self.tb_dir, self.eval_dir):

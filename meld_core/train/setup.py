@@ -18,13 +18,14 @@ import json
 import logging
 from collections import defaultdict
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from meld_core.algo.replay import ReplayStore
 from meld_core.config import RunConfig, config_from_dict
 from meld_core.envs.base import EnvSpec, Task, TaskEnv
-from meld_core.train.rundir import CheckpointError, RunDir, RunDirError
+from meld_core.train.rundir import LOCK_PREFIX, CheckpointError, RunDir, RunDirError
 
 logger = logging.getLogger(__name__)
 
@@ -107,7 +108,7 @@ def prepare_run_dir(rd: RunDir, config: RunConfig, resume: bool) -> None:
             logger.info("iteration budget changed from %d to %d", stored.train.num_iterations,
                         config.train.num_iterations)
             rd.write_yaml(rd.config_path, dataclasses.asdict(config))
-    elif resume and rd.root.exists() and any(rd.root.iterdir()):
+    elif resume and rd.root.exists() and any(not p.name.startswith(LOCK_PREFIX) for p in rd.root.iterdir()):
         raise RunDirError(f"{rd.root} is not empty and has no config.yaml; it is not a meld run directory")
     rd.make_dirs()
     if not rd.exists():
@@ -121,7 +122,8 @@ def check_spec(config: RunConfig, spec: EnvSpec) -> None:
 
 
 def check_tasks(rd: RunDir, env: TaskEnv) -> None:
-    """Write tasks.json on the first start; later starts must find the same tasks."""
+    """Write tasks.json and env.json (the spec) on the first start; later starts must find the same
+    tasks. A process without the environment (the async learner) reads both as a `RecordedEnv`."""
     tasks = {"train": task_list(env.train_tasks), "eval": task_list(env.eval_tasks)}
     if rd.tasks_path.exists():
         if rd.read_json(rd.tasks_path) != json.loads(json.dumps(tasks)):
@@ -130,6 +132,34 @@ def check_tasks(rd: RunDir, env: TaskEnv) -> None:
                 "with another environment version or task seed")
     else:
         rd.write_json(rd.tasks_path, tasks)
+    if not isinstance(env, RecordedEnv):
+        rd.write_json(rd.env_path, dataclasses.asdict(env.spec))
+
+
+@dataclass(frozen=True)
+class RecordedEnv:
+    """What a process that does not run the environment knows of it: its spec and task lists, as
+    recorded in the run directory (env.json, tasks.json) by the process that does. It cannot step."""
+
+    spec: EnvSpec
+    train_tasks: tuple[Task, ...]
+    eval_tasks: tuple[Task, ...]
+
+    @classmethod
+    def read(cls, rd: RunDir) -> RecordedEnv:
+        if not (rd.env_path.is_file() and rd.tasks_path.is_file()):
+            raise RunDirError(f"{rd.root} has no env.json/tasks.json yet: the process that runs the "
+                              "environment (the actor) writes them when it starts")
+        spec = rd.read_json(rd.env_path)
+        tasks = rd.read_json(rd.tasks_path)
+        return cls(
+            spec=EnvSpec(**{**spec, "image_shape": tuple(spec["image_shape"])}),
+            train_tasks=tuple(Task(t["index"], t["split"], t["params"]) for t in tasks["train"]),
+            eval_tasks=tuple(Task(t["index"], t["split"], t["params"]) for t in tasks["eval"]),
+        )
+
+    def close(self) -> None:
+        pass
 
 
 def load_offline(config: RunConfig, env: TaskEnv) -> ReplayStore | None:
@@ -161,14 +191,14 @@ def load_offline(config: RunConfig, env: TaskEnv) -> ReplayStore | None:
     return store
 
 
-def owed_iterations(replay: ReplayStore, since_iteration: int, episodes_per_trial: int,
-                    trials_per_iteration: int) -> list[int]:
-    """Env steps of each training iteration that was collected but never trained (a kill or a stop
-    between its collection and the checkpoint after it), oldest first.
+def collected_iterations(replay: ReplayStore, since_iteration: int, episodes_per_trial: int,
+                         trials_per_iteration: int) -> dict[int, int]:
+    """Training iterations from `since_iteration` on whose trials are all stored: iteration -> the
+    env steps of its trials.
 
     Train-phase episodes carry the iteration they were collected for and their trial (the id of the
-    trial's first episode). An iteration from `since_iteration` on (the checkpoint's count) whose
-    trials are all complete is owed its gradient steps; an unfinished trial stays as data only.
+    trial's first episode); an unfinished trial (a kill or a stop in its middle) stays as data only,
+    and its iteration is collected again.
     """
     trials: dict[int, dict[int, list[int]]] = defaultdict(lambda: defaultdict(list))
     for task in replay.tasks_with_data():
@@ -176,12 +206,21 @@ def owed_iterations(replay: ReplayStore, since_iteration: int, episodes_per_tria
             meta = ep.meta
             if meta.get("phase") == "train" and "trial" in meta and meta["iteration"] >= since_iteration:
                 trials[int(meta["iteration"])][int(meta["trial"])].append(ep.num_steps)
-    owed = []
+    done = {}
     for iteration in sorted(trials):
         complete = [sum(steps) for steps in trials[iteration].values() if len(steps) == episodes_per_trial]
         if len(complete) >= trials_per_iteration:
-            owed.append(sum(complete[:trials_per_iteration]))
-    return owed
+            done[iteration] = sum(complete[:trials_per_iteration])
+    return done
+
+
+def owed_iterations(replay: ReplayStore, since_iteration: int, episodes_per_trial: int,
+                    trials_per_iteration: int) -> list[int]:
+    """Env steps of each training iteration that was collected but not trained, oldest first: a kill
+    or a stop between its collection and the checkpoint after it, or (async mode) the learner's queue.
+    `since_iteration` is the number of iterations trained (the checkpoint's count)."""
+    done = collected_iterations(replay, since_iteration, episodes_per_trial, trials_per_iteration)
+    return list(done.values())
 
 
 def load_run_agent(run_dir: str | Path, *, checkpoint: str | Path | None = None, device: str | None = None,

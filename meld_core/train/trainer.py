@@ -78,6 +78,10 @@ class Counters:
     pretrain_steps: int = 0  # model pre-training steps done (part of model_steps)
     evaluations: int = 0  # evaluations done
     phase: str = "warmup"  # one of PHASES
+    # Gradient steps already taken for the iteration in progress (a stop in its middle checkpoints
+    # them): a resume takes only the rest, so the total matches an uninterrupted run.
+    model_steps_in_iteration: int = 0
+    ac_steps_in_iteration: int = 0
 
     @property
     def global_step(self) -> int:
@@ -111,6 +115,10 @@ def default_env_factory(config: RunConfig) -> TaskEnv:
 class Trainer:
     """Meta-training on one `TaskEnv`; see the module docstring."""
 
+    ROLE = "trainer"  # "actor" and "learner" are the roles of async mode (meld_core.train.async_mode)
+    # Run-directory locks held while running: this process both collects and trains.
+    LOCK_ROLES: tuple[str, ...] = ("actor", "learner")
+
     def __init__(
         self,
         config: RunConfig,
@@ -128,8 +136,7 @@ class Trainer:
         self._env_factory = env_factory
         self._agent_factory = agent_factory
         self._replay_factory = replay_factory or ReplayStore.load
-        self.hooks: list[TrainerHooks] = [MetricsHook(), EvaluationHook(), CheckpointHook(), ProgressHook(),
-                                          *hooks]
+        self.hooks: list[TrainerHooks] = [*self._default_hooks(), *hooks]
         self.resume = resume
         self.progress_bars = progress_bars
         self.counters = Counters()
@@ -163,12 +170,26 @@ class Trainer:
             d["last_eval_success_per_position"] = self.last_eval.success_per_position
         return d
 
+    def _default_hooks(self) -> list[TrainerHooks]:
+        return [MetricsHook(), EvaluationHook(), CheckpointHook(), ProgressHook(), *self._crash_hooks()]
+
+    def _crash_hooks(self) -> list[TrainerHooks]:
+        """The crash-test hook when MELD_CRASH_AT names this role (meld_core.testing.faults)."""
+        from meld_core.testing.faults import CrashHook
+
+        hook = CrashHook.from_env(self.ROLE)
+        return [hook] if hook is not None else []
+
     # -- the run -------------------------------------------------------------------------------
     def run(self) -> Counters:
         """Run (or continue) training until the budget is spent or a stop is requested."""
+        with self.run_dir.lock(*self.LOCK_ROLES):
+            return self._run()
+
+    def _run(self) -> Counters:
         self._started = time.monotonic()
         prepare_run_dir(self.run_dir, self.config, self.resume)
-        self._metrics = MetricsLogger(self.run_dir.metrics_csv, self.run_dir.tb_dir).open()
+        self._metrics = self._open_metrics()
         try:
             self._build()
             self.emit("on_start")
@@ -201,6 +222,10 @@ class Trainer:
         self.agent = self._agent_factory(self.config, self.env.spec)
         self.replay = self._replay_factory(self.config.replay, len(self.env.train_tasks),
                                            self.run_dir.episodes_dir, offline=offline)
+        self._restore()
+
+    def _restore(self) -> None:
+        """Counters, agent and RNG from the newest checkpoint (resume); what the run owes."""
         path = self.run_dir.latest_checkpoint() if self.resume else None
         if path is not None:
             state = self.run_dir.load_checkpoint(path)
@@ -232,7 +257,7 @@ class Trainer:
                 while self.replay.num_episodes(task.index) < need and not self.stop_requested:
                     left = need - self.replay.num_episodes(task.index)
                     run_trial(self.env, task, min(t.episodes_per_trial, left), agent=None, rng=self.rng,
-                              on_episode=lambda ep: (self._store(ep), bar.update(1)),
+                              on_episode=lambda ep: (self._store(ep), bar.update(1)), on_step=self._env_step,
                               should_stop=lambda: self.stop_requested)
         if not self.stop_requested:
             self._set_phase("pretrain")
@@ -253,19 +278,23 @@ class Trainer:
         with self._bar(t.num_iterations, min(self.counters.iteration, t.num_iterations),
                        "meta-training", "iter") as bar:
             while self.counters.iteration < t.num_iterations and not self.stop_requested:
-                # -- collect: one trial on each of `tasks_to_collect_per_iter` train tasks, unless a
-                # resumed run still owes the gradient steps of a trial it had collected --
-                collected = self._owed.pop(0) if self._owed else self._collect()
+                collected = self._next_iteration()
                 if self.stop_requested:
                     break  # an unfinished trial stays as data and is not an iteration
                 # -- train: gradient steps in proportion to the env steps just collected --
                 if not self._train(collected):
-                    break  # training cut short: not counted; a resume trains this iteration again
+                    break  # cut short: not counted; a resume takes the rest of its gradient steps
+                self.counters.model_steps_in_iteration = self.counters.ac_steps_in_iteration = 0
                 self.counters.iteration += 1
                 bar.update(1)
                 self.emit("on_iteration")
         if not self.stop_requested and self.counters.iteration >= t.num_iterations:
             self._set_phase("done")
+
+    def _next_iteration(self) -> int:
+        """The env steps of the next iteration: one trial on each of `tasks_to_collect_per_iter` train
+        tasks, unless a resumed run still owes the gradient steps of a trial it had collected."""
+        return self._owed.pop(0) if self._owed else self._collect()
 
     def _collect(self) -> int:
         t, before = self.config.train, self.counters.env_steps
@@ -273,7 +302,7 @@ class Trainer:
         for ti in self.rng.choice(len(self.env.train_tasks), size=n_tasks, replace=False):
             trial = run_trial(self.env, self.env.train_tasks[int(ti)], t.episodes_per_trial, agent=self.agent,
                               reward_input=self.config.model.reward_input, on_episode=self._store,
-                              should_stop=lambda: self.stop_requested)
+                              on_step=self._env_step, should_stop=lambda: self.stop_requested)
             if len(trial.episodes) == t.episodes_per_trial:
                 self.emit("on_trial", trial)
         return self.counters.env_steps - before
@@ -284,11 +313,14 @@ class Trainer:
         t = self.config.train
         train_model = (t.stop_model_training_step is None or self.counters.iteration == 0
                        or self.counters.global_step < t.stop_model_training_step)
+        c = self.counters
         for kind, ratio in (("model", t.model_train_ratio if train_model else 0.0), ("ac", t.ac_train_ratio)):
-            for _ in range(int(env_steps * ratio)):
+            done = f"{kind}_steps_in_iteration"
+            while getattr(c, done) < int(env_steps * ratio):
                 if self.stop_requested:
                     return False
                 self._gradient_step(kind)
+                setattr(c, done, getattr(c, done) + 1)
         return not self.stop_requested
 
     def _gradient_step(self, kind: str) -> None:
@@ -302,6 +334,9 @@ class Trainer:
         self.emit("on_gradient_step", kind, metrics)
 
     # -- what the loop shares with its hooks -------------------------------------------------------
+    def _env_step(self) -> None:
+        self.emit("on_env_step")
+
     def _store(self, rollout: RolloutEpisode) -> None:
         """Stamp the episode with the phase, iteration and trial it belongs to, and store it."""
         episode = rollout.episode
@@ -330,6 +365,9 @@ class Trainer:
 
     def write_progress(self) -> None:
         self.run_dir.write_progress(self.progress())
+
+    def _open_metrics(self) -> MetricsLogger:
+        return MetricsLogger(self.run_dir.metrics_csv, self.run_dir.tb_dir).open()
 
     def _set_phase(self, phase: str) -> None:
         self.counters.phase = phase
