@@ -122,3 +122,21 @@ def test_offline_episodes_replace_whole_slots_cut_to_the_online_length():
     none = ReplayStore(ReplayConfig(num_tasks_per_train=4, offline_ratio=0.0), num_tasks=2, offline=offline)
     _fill(none, rng, [0, 1], 1, steps=5)
     assert not any(np.array_equal(p, none.sample_trials(rng, 1).images[0]) for p in off_prefixes)
+
+
+def test_a_reader_picks_up_new_episode_files_and_leaves_a_writers_temp_files(tmp_path):
+    rng = np.random.default_rng(3)
+    cfg = ReplayConfig()
+    writer = ReplayStore(cfg, num_tasks=2, root=tmp_path, keep_frames=False)
+    reader = ReplayStore(cfg, num_tasks=2, root=tmp_path)
+    _fill(writer, rng, [0, 1], 2)
+    assert reader.load_new() == 4 and reader.load_new() == 0
+    (tmp_path / "task_000" / ".ep_00000009.npz.x1.tmp").write_bytes(b"half")  # a write in progress
+    _fill(writer, rng, [1], 1)
+    assert reader.load_new() == 1 and reader.num_episodes(1) == 3 and reader.total_episodes == 5
+    assert (tmp_path / "task_000" / ".ep_00000009.npz.x1.tmp").exists()
+    assert reader.episodes(1)[-1].images.shape[1:] == SHAPE
+    # The writer kept no frames, only what collection needs to know.
+    assert writer.total_steps == reader.total_steps and writer.episodes(0)[0].images.size == 0
+    with pytest.raises(RuntimeError, match="keep_frames"):
+        writer.sample_ac_batch(rng, 1)

@@ -82,3 +82,32 @@ def test_best_checkpoint_survives_rotation_and_resolves_by_name(tmp_path):
     assert rd.load_checkpoint(rd.resolve_checkpoint("best"))["counters"]["env_steps"] == 5
     assert rd.resolve_checkpoint(None) is None and rd.resolve_checkpoint("latest") is None
     assert rd.resolve_checkpoint("some/file.pt") == Path("some/file.pt")
+
+
+def test_one_process_per_role_and_the_lock_dies_with_its_holder(tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    from meld_core.train.rundir import RunLockedError
+
+    rd = RunDir(tmp_path / "run")
+    with rd.lock("actor"):
+        with pytest.raises(RunLockedError, match="another actor"), rd.lock("learner", "actor"):
+            pass
+        with rd.lock("learner"):  # the other role is free
+            pass
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from meld_core.train.rundir import RunDir\n"
+         "with RunDir(sys.argv[1]).lock('learner'):\n    print('held', flush=True); time.sleep(60)",
+         str(rd.root)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(RunLockedError, match=f"pid {holder.pid}"), rd.lock("learner"):
+            pass
+    finally:
+        holder.kill()
+        holder.wait()
+    time.sleep(0.1)
+    with rd.lock("learner"):  # released by the kernel when its holder was killed
+        pass
