@@ -295,3 +295,23 @@ def test_act_conditions_on_an_overridden_previous_action():
     overridden = second_belief(act, prev_action=executed)
     np.testing.assert_allclose(overridden, second_belief(agent.observe, prev_action=executed), rtol=1e-6)
     assert not np.allclose(overridden, second_belief(act), atol=1e-4)  # the policy's own action differs
+
+
+def test_act_in_bf16_follows_the_weights_and_tracks_fp32():
+    rng = np.random.default_rng(9)
+    batch = stack_trials([[random_episode(rng, 0, 5, SHAPE, 2)] for _ in range(2)])
+    devices = [DeviceConfig(device="cpu", cpu_bf16=False, act_bf16=bf16) for bf16 in (False, True)]
+    agents = [MeldAgent(tiny_model_config(SHAPE), tiny_sac_config(), 2, d, seed=3) for d in devices]
+    assert [a.act_precision for a in agents] == ["float32", "bfloat16"]
+    for agent in agents:
+        torch.manual_seed(0)
+        agent.update_model(batch)  # act() must see the updated weights
+    beliefs = []
+    for agent in agents:
+        agent.reset_belief()
+        noise = (torch.zeros(1, 8), torch.zeros(1, 4))
+        beliefs.append(agent.observe(batch.images[0, 0], 0.0, episode_start=True, noise=noise))
+    np.testing.assert_allclose(beliefs[1], beliefs[0], rtol=0.05, atol=0.02)
+    encoder16 = agents[1]._acting_encoder()
+    for p16, p in zip(encoder16.parameters(), agents[1].model.encoder.parameters()):
+        assert p16.dtype == torch.bfloat16 and torch.equal(p16, p.detach().to(torch.bfloat16))

@@ -22,12 +22,15 @@ replacement among those that do not cross an episode boundary (all of them with
 `SACConfig.td_across_resets`), and does one SAC step. Actor-critic losses never reach the model.
 
 Precision: learner convolutions run under bf16 autocast on CPU (`DeviceConfig.cpu_bf16`) and on
-CUDA (`cuda_amp`); `act()` always runs fp32.
+CUDA (`cuda_amp`). `act()` runs its encoder on a bf16 copy of the weights where the CPU has native
+bf16 (`DeviceConfig.act_bf16`; half the time of fp32 per frame at batch 1 there, while autocast's
+per-call weight casts made it slower than fp32), the filter and the policy in fp32.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import logging
 from collections.abc import Iterator
@@ -136,12 +139,19 @@ class MeldAgent:
             if use_bf16:
                 self._amp_dtype = torch.bfloat16
         self._amp_on = True
+        act_bf16 = self.device_cfg.act_bf16
+        self._act_bf16 = (not cuda and self._amp_dtype is not None) if act_bf16 is None else act_bf16
+        self._act_encoder: nn.Module | None = None  # the bf16 copy act() uses
+        self._weights_version = 0  # bumped whenever the networks change
+        self._act_encoder_version = -1
 
         self.model = LatentModel(model_cfg, self.action_dim).to(self.device)
         if self.device_cfg.channels_last:
             self.model.encoder.to(memory_format=torch.channels_last)
             self.model.decoder.to(memory_format=torch.channels_last)
         self.model.amp = self._conv_amp
+        if self.device_cfg.compile:
+            self.model.compile_filter("reduce-overhead" if cuda else None)
         self.model_opt = torch.optim.Adam(self.model.parameters(), lr=model_cfg.lr, eps=model_cfg.adam_eps,
                                           fused=cuda)
         self.sac = SAC(sac_cfg, model_cfg.belief_size, self.action_dim, self.device)
@@ -165,6 +175,24 @@ class MeldAgent:
             return
         with torch.autocast(self.device.type, dtype=self._amp_dtype):
             yield
+
+    @property
+    def act_precision(self) -> str:
+        """dtype of act()'s encoder: "bfloat16" (a bf16 copy of the weights) or "float32"."""
+        return "bfloat16" if self._act_bf16 else "float32"
+
+    def _acting_encoder(self) -> nn.Module | None:
+        """The bf16 copy of the encoder for act() (None: fp32), refreshed after the weights changed."""
+        if not self._act_bf16:
+            return None
+        if self._act_encoder is None:
+            self._act_encoder = copy.deepcopy(self.model.encoder).to(torch.bfloat16).requires_grad_(False)
+        elif self._act_encoder_version != self._weights_version:
+            with torch.no_grad():
+                for mine, theirs in zip(self._act_encoder.parameters(), self.model.encoder.parameters()):
+                    mine.copy_(theirs)
+        self._act_encoder_version = self._weights_version
+        return self._act_encoder
 
     @contextlib.contextmanager
     def _fp32(self) -> Iterator[None]:
@@ -211,7 +239,7 @@ class MeldAgent:
             rew = None
             if self.model_cfg.reward_input != "none":
                 rew = torch.tensor([reward], device=self.device)
-            feats = self.model.encode(img, rew)
+            feats = self.model.encode(img, rew, encoder=self._acting_encoder())
             a_prev = None
             if self._state is not None:
                 if prev_action is not None:
@@ -278,6 +306,7 @@ class MeldAgent:
             metrics["model_grad_norm"] = nn.utils.clip_grad_norm_(params, self.model_cfg.grad_clip)
         self.model_opt.step()
         self.model_updates += 1
+        self._weights_version += 1
         return _to_floats(metrics)
 
     def ac_transitions(self, tb: TorchTrialBatch) -> Transitions:
@@ -350,6 +379,7 @@ class MeldAgent:
         self.sac.load_state_dict(state["sac"])
         self.model_updates = int(state["counters"]["model_updates"])
         self.ac_updates = int(state["counters"]["ac_updates"])
+        self._weights_version += 1
         self.reset_belief()
 
     def load_state_dict(self, state: dict[str, Any]) -> None:

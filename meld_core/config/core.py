@@ -223,7 +223,7 @@ class DeviceConfig:
     CPU: bf16 autocast is applied to the conv encoder/decoder only (the latent MLPs, KL and
     likelihoods stay fp32), by default only where the CPU computes bf16 natively (AVX512-BF16 or
     AMX): emulated bf16 on an AVX2-only CPU made a model step ~5-20x *slower* in our measurements.
-    `act()` at batch 1 always runs fp32. CUDA: bf16 autocast (no grad
+    `act()` at batch 1 follows with a bf16 copy of the encoder (`act_bf16`). CUDA: bf16 autocast (no grad
     scaler needed), TF32 matmuls, cudnn autotuning, pinned host memory with non-blocking copies.
 
     Async mode (TrainConfig.mode) runs an actor and a learner process side by side; `pin_cpus` gives
@@ -234,12 +234,18 @@ class DeviceConfig:
     channels_last: bool = True  # NHWC memory format for the conv encoder/decoder
     cpu_bf16: bool | None = None  # bf16 autocast of learner convs on CPU; None -> on iff native bf16
     cuda_amp: bool = True  # bf16 autocast on CUDA (falls back to fp32 where bf16 is unsupported)
+    # act()'s encoder on a bf16 copy of the weights; None -> on CPU iff the learner's convs run bf16
+    # (batch 1: ~2x faster than fp32 with native bf16; autocast's per-call casts were slower than fp32).
+    act_bf16: bool | None = None
     num_threads: int | None = None  # torch threads on CPU (async: the learner's); None: one per usable core
     # Keep freed heap memory for reuse instead of returning every large tensor to the OS (glibc
     # mallopt): without it a reference-size model step spent ~15 % of its CPU time in page faults.
     cpu_allocator_cache: bool = True
     pin_cpus: bool = True  # async mode: actor on the first usable core, learner on the others (if >= 2)
     actor_threads: int = 1  # async mode: torch threads of the actor (act() is batch 1)
+    # torch.compile the latent filter's loop over a trial (CUDA: as a CUDA graph). Each batch shape
+    # compiles once (~30-90 s); pays on long runs where the small per-frame ops dominate (GPU).
+    compile: bool = False
 
     def __post_init__(self) -> None:
         if self.device not in DEVICES and not self.device.startswith("cuda:"):
