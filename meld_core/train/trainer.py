@@ -408,11 +408,15 @@ def run_training(
     hooks: Sequence[TrainerHooks] = (),
     progress_bars: bool = True,
     trainer_callback: Callable[[Trainer], None] | None = None,
+    mode: str | None = None,
 ) -> Trainer:
     """Train (or resume) the run in `run_dir`; used by `meld train` and by the ROS agent node.
 
     `config=None` with `resume=True` continues the stored run with its own config. `device`
     overrides the config's device (the only field that may change between a run and its resume).
+    With `config.train.mode == "async"` (or `mode`, which may change on resume too) this process is
+    the actor and a child process the learner (`meld_core.train.async_mode.run_async`); the returned
+    trainer is then the actor.
     `trainer_callback` receives the Trainer before it starts (e.g. to keep a handle for
     `request_stop()` from a signal handler or another thread).
     """
@@ -423,6 +427,14 @@ def run_training(
         config = load_run_config(rd)
     if device is not None:
         config = dataclasses.replace(config, device=dataclasses.replace(config.device, device=device))
+    if mode is not None:
+        config = dataclasses.replace(config, train=dataclasses.replace(config.train, mode=mode))
+    if config.train.mode == "async":
+        from meld_core.train.async_mode import run_async
+
+        return run_async(config, rd.root, env_factory=env_factory or default_env_factory, resume=resume,
+                         hooks=hooks, progress_bars=progress_bars, trainer_callback=trainer_callback,
+                         learner_device=device)
     trainer = Trainer(config, rd, env_factory=env_factory or default_env_factory, hooks=hooks, resume=resume,
                       progress_bars=progress_bars)
     if trainer_callback is not None:
