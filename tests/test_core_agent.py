@@ -315,3 +315,19 @@ def test_act_in_bf16_follows_the_weights_and_tracks_fp32():
     encoder16 = agents[1]._acting_encoder()
     for p16, p in zip(encoder16.parameters(), agents[1].model.encoder.parameters()):
         assert p16.dtype == torch.bfloat16 and torch.equal(p16, p.detach().to(torch.bfloat16))
+
+
+def test_act_runs_on_the_actor_threads_and_gives_the_learner_its_threads_back():
+    agent = make_agent()
+    rng = np.random.default_rng(2)
+    seen = []
+    observe = agent.observe
+
+    def recording_observe(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return observe(*args, **kwargs)
+
+    agent.observe = recording_observe
+    torch.set_num_threads(2)  # the learner's (the autouse fixture restores the test's own)
+    agent.act(rng.integers(0, 256, SHAPE, dtype=np.uint8), 0.0, episode_start=True)
+    assert seen == [agent.device_cfg.actor_threads] == [1] and torch.get_num_threads() == 2

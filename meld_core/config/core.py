@@ -242,7 +242,7 @@ class DeviceConfig:
     # mallopt): without it a reference-size model step spent ~15 % of its CPU time in page faults.
     cpu_allocator_cache: bool = True
     pin_cpus: bool = True  # async mode: actor on the first usable core, learner on the others (if >= 2)
-    actor_threads: int = 1  # async mode: torch threads of the actor (act() is batch 1)
+    actor_threads: int = 1  # CPU threads of act() (batch 1), in both modes; async: the actor's cores
     # torch.compile the latent filter's loop over a trial (CUDA: as a CUDA graph). Each batch shape
     # compiles once (~30-90 s); pays on long runs where the small per-frame ops dominate (GPU).
     compile: bool = False
