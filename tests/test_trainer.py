@@ -343,3 +343,27 @@ def test_a_resumed_run_trains_the_iterations_it_owes(tmp_path):
     assert (resumed.model_steps, resumed.ac_steps) == (whole.model_steps, whole.ac_steps)
     assert resumed.episodes == whole.episodes  # the owed iterations were trained, not collected again
     assert episode_ids(run) == list(range(resumed.episodes))
+
+
+def test_stage_two_can_start_from_stage_one_weights(tmp_path):
+    import torch
+
+    stage1 = tmp_path / "stage1"
+    run_training(tiny(num_iterations=2, eval_interval=2, validation_trials=1), stage1, progress_bars=False)
+    best = RunDir(stage1).load_checkpoint(RunDir(stage1).best_checkpoint_path)["agent"]
+    cfg = preset_config("point_nav", "smoke", "sparse", str(stage1))
+    cfg = dataclasses.replace(cfg, init_from=str(stage1),
+                              train=dataclasses.replace(cfg.train, num_iterations=1))
+    seen = {}
+
+    class Capture(TrainerHooks):
+        def on_start(self, trainer):
+            seen["model"] = {k: v.clone() for k, v in trainer.agent.model.state_dict().items()}
+            seen["actor"] = {k: v.clone() for k, v in trainer.agent.sac.actor.state_dict().items()}
+
+    run_training(cfg, tmp_path / "stage2", hooks=[Capture()], progress_bars=False)
+    assert all(torch.equal(seen["model"][k], v) for k, v in best["model"].items())
+    assert all(torch.equal(seen["actor"][k], best["sac"][f"actor.{k}"]) for k in seen["actor"])
+    with pytest.raises(RunDirError, match="not a meld run directory"):
+        run_training(dataclasses.replace(cfg, init_from=str(tmp_path / "nowhere")), tmp_path / "stage2b",
+                     progress_bars=False)

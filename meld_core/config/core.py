@@ -355,6 +355,10 @@ class RunConfig:
     train: TrainConfig  # schedule, evaluation, checkpoints
     preset: str = "custom"  # the preset this config came from (informational)
     offline_run: str | None = None  # stage 2: a stage-1 run directory whose episodes are offline data
+    # A run directory whose best checkpoint (else its newest) gives this run's initial network weights
+    # (model and actor-critic; optimisers start fresh). Stage 2 may start from stage 1's networks
+    # instead of from scratch (a departure from the reference, which starts stage 2 from scratch).
+    init_from: str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.env, str) or not self.env:

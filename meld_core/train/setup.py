@@ -161,6 +161,19 @@ def load_offline(config: RunConfig, env: TaskEnv) -> ReplayStore | None:
     return store
 
 
+def initial_weights(init_from: str | Path) -> dict[str, Any]:
+    """The agent state a run starts from (`RunConfig.init_from`): that run's best checkpoint, else its
+    newest."""
+    rd = RunDir(init_from)
+    if not rd.exists():
+        raise RunDirError(f"init_from {rd.root} is not a meld run directory (no config.yaml)")
+    path = rd.best_checkpoint_path if rd.best_checkpoint_path.is_file() else None
+    state = rd.load_checkpoint(path)
+    logger.info("initial network weights from %s (%s, %d env steps)", rd.root,
+                path.name if path else "newest checkpoint", state["counters"]["env_steps"])
+    return state["agent"]
+
+
 def owed_iterations(replay: ReplayStore, since_iteration: int, episodes_per_trial: int,
                     trials_per_iteration: int) -> list[int]:
     """Env steps of each training iteration that was collected but never trained (a kill or a stop

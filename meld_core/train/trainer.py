@@ -55,6 +55,7 @@ from meld_core.train.rundir import RunDir
 from meld_core.train.setup import (
     check_spec,
     check_tasks,
+    initial_weights,
     load_offline,
     load_run_config,
     owed_iterations,
@@ -208,6 +209,8 @@ class Trainer:
             self.counters = Counters.from_dict(state["counters"])
             self.rng.bit_generator.state = state["trainer_rng"]
             logger.info("resumed from %s (%s)", path.name, self.counters.as_dict())
+        elif self.config.init_from:
+            self.agent.load_weights(initial_weights(self.config.init_from))
         if self.counters.phase == "done" and self.counters.iteration < self.config.train.num_iterations:
             self.counters.phase = "train"  # resumed with a larger iteration budget
         t = self.config.train
