@@ -236,11 +236,13 @@ class RigSupervisor:
         client = self._client
         if client is None:
             raise RigSupervisorError("reset rig is not configured (no port open)")
-        self._safe_stop(client)
+        # STOPPED before the firmware is asked: it reports the aborted motion before it acknowledges
+        # STOP, and the moving thread must then see a stop, not a failure.
         with self._lock:
             self.stops += 1
             if self.state in (RigNodeState.IDLE, RigNodeState.MOVING, RigNodeState.HOMING):
                 self.state = RigNodeState.STOPPED
+        self._safe_stop(client)
 
     def position(self) -> tuple[float, float] | None:
         """(rotation_deg, translation_mm) as the rig reports it, or None when no port is open."""
