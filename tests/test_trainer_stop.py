@@ -27,11 +27,11 @@ class GraphGoesDown(PointNavEnv):
     """Asks the trainer to stop in the middle of a train-phase episode (a Ctrl-C), then fails every
     step the way the robot env does once the camera nodes are gone."""
 
-    def __init__(self, config, *, stop_after_steps, error=StaleInputError("scene", 0.602, 0.25)):
+    def __init__(self, config, *, stop_after_steps):
         super().__init__(config.build_env_config())
         self.trainer = None
         self.stop_after_steps = stop_after_steps
-        self.error = error
+        self.error = StaleInputError("scene", 0.602, 0.25)
         self.train_steps = 0
 
     def step(self, action):
@@ -92,6 +92,7 @@ def test_progress_counts_warm_up_episodes(tmp_path):
     cfg = tiny(num_iterations=1)
     hook = WarmupProgress()
     trainer = run_training(cfg, tmp_path / "run", hooks=[hook], progress_bars=False)
-    total = len(trainer.env.train_tasks) * cfg.train.init_collect_trials_per_task * cfg.train.episodes_per_trial
+    t = cfg.train
+    total = len(trainer.env.train_tasks) * t.init_collect_trials_per_task * t.episodes_per_trial
     assert hook.seen == [(k, total) for k in range(1, total + 1)]
     assert "warmup_episodes" not in trainer.progress()  # only while warming up
