@@ -106,6 +106,7 @@ def generate_launch_description() -> LaunchDescription:
             hardware,
             namespaced(namespace, [sim, *guarded_arm(robot), agent]),
             shutdown_when_done(agent, "meta-test finished"),
+            shutdown_when_done(sim, "sim_node exited"),
             bag_recorder(robot, namespace),
         ]
     )

@@ -9,7 +9,7 @@ services, so arm_node (velocity mode, safety filter, deadman), arm_guard_node an
 meld trainer over a ROS TaskEnv at 3.3 Hz) run exactly as on the robot. The whole graph runs in the
 `sim` namespace (/sim/meld/..., /sim/wx200/...) and, by default, discovers only this machine, so a
 simulation on the robot PC never reaches the real arm or rig. The launch ends when the agent ends
-(or when arm_node exits). Ctrl-C: the agent checkpoints and exits; resume:=true continues.
+(or when arm_node or sim_node exits). Ctrl-C: the agent checkpoints and exits; resume:=true continues.
 """
 
 from launch.substitutions import LaunchConfiguration
@@ -88,5 +88,6 @@ def generate_launch_description() -> LaunchDescription:
             discovery_range(),
             namespaced(LaunchConfiguration("namespace"), [sim, *guarded_arm(robot), agent]),
             shutdown_when_done(agent, "agent_node finished"),
+            shutdown_when_done(sim, "sim_node exited"),  # no robot to talk to: do not wait for timeouts
         ]
     )

@@ -39,7 +39,7 @@ from meld_core.bridge.agent_run import (
     remote_env_factory,
     training_config,
 )
-from meld_core.bridge.link_waits import wait_for_inputs
+from meld_core.bridge.link_waits import inputs_silent, wait_for_inputs
 from meld_core.bridge.remote_env import RemoteEnvConfig
 from meld_core.hardware.diagnostics import DiagLevel, DiagStatus
 from meld_core.robot.kinematics import ARM_JOINTS
@@ -55,8 +55,10 @@ from meld_ros.common import (
 from meld_ros.ros_env import RosRobotLink
 
 # After a stop request, the running episode gets this long to finish before the link's waits abort
-# (the launch's sigterm_timeout for agent_node is 30 s: the checkpoint must fit in the rest).
+# (the launch's sigterm_timeout for agent_node is 30 s: the checkpoint must fit in the rest) ...
 STOP_GRACE_S = 10.0
+# ... unless the robot graph is gone (no joint state for this long): then they abort at once.
+GRAPH_GONE_S = 1.0
 
 
 class AgentNode(Node):
@@ -210,8 +212,8 @@ def main(args=None) -> int:
             if abort_at is not None:
                 if node.finished.is_set():
                     break
-                if time.monotonic() > abort_at:
-                    # The rest of the graph is usually stopping too: do not wait for a robot that is gone.
+                if time.monotonic() > abort_at or inputs_silent(node.link, GRAPH_GONE_S):
+                    # Ctrl-C stops the rest of the graph too: do not wait for a robot that is gone.
                     node.link.abort()
         if node._thread is not None:
             node._thread.join(timeout=10.0)

@@ -3,7 +3,7 @@ reset rig's arrival, with the tolerance from the agent's config (io.rig_toleranc
 
 import pytest
 
-from meld_core.bridge.link_waits import rig_arrived, wait_for_inputs, wait_for_rig
+from meld_core.bridge.link_waits import inputs_silent, rig_arrived, wait_for_inputs, wait_for_rig
 from meld_core.bridge.remote_env import RemoteEnvConfig, RobotTimeoutError
 from meld_core.testing.fake_robot_link import FakeRobotLink
 
@@ -72,3 +72,14 @@ def test_the_rig_node_has_no_tolerance_of_its_own():
 
     assert not any("tolerance" in name for name in RigNodeConfig.__dataclass_fields__)
     assert not hasattr(RigSupervisor, "arrived")
+
+
+def test_the_graph_counts_as_gone_when_joint_states_stop():
+    link = FakeRobotLink(joint_state_hz=100.0)
+    link.sleep_until(link.now() + 0.5)
+    assert not inputs_silent(link, 1.0)
+    link.silenced["joint_state"] = link.now()  # xs_sdk / sim_node stopped with the launch
+    link.sleep_until(link.now() + 0.9)
+    assert not inputs_silent(link, 1.0)
+    link.sleep_until(link.now() + 0.2)
+    assert inputs_silent(link, 1.0)

@@ -1,4 +1,5 @@
-"""The waits of the agent's robot link, without ROS: first inputs at start-up, and rig arrival.
+"""The waits of the agent's robot link, without ROS: first inputs at start-up, rig arrival, and whether
+the robot graph is gone (after a stop request).
 
     wait_for_inputs(link, services_ready, timeout_s=60.0, should_stop=lambda: stopping)
     wait_for_rig((3.0, -4.0), read_rig, tolerance=(0.2, 0.5), sent_at=link.now(), timeout_s=30.0)
@@ -25,6 +26,14 @@ def missing_inputs(link: RobotLink) -> list[str]:
     if link.latest_joint_state() is None:
         missing.append("joint_state")
     return missing
+
+
+def inputs_silent(link: RobotLink, silent_s: float) -> bool:
+    """Whether the robot graph looks gone: no joint state, or none for `silent_s` (xs_sdk and
+    sim_node publish it at 50-100 Hz). After a stop request the agent then aborts its waits at once
+    instead of giving the running episode its grace period to finish."""
+    sample = link.latest_joint_state()
+    return sample is None or link.now() - sample[1] > silent_s
 
 
 def wait_for_inputs(link: RobotLink, services_ready: Callable[[], bool], timeout_s: float, *,
