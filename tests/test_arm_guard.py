@@ -125,3 +125,15 @@ def test_killing_arm_node_in_the_simulated_graph_stops_the_arm():
         assert abs(q2[0] - q1[0]) < 1e-3  # the waist stands still
     finally:
         sim.close()
+
+
+def test_arm_node_starts_with_zeros_once_velocity_mode_is_confirmed():
+    # arm_node ticks its bridge right after set_operating_modes answered: a servo still holding the
+    # last velocity of a killed arm node stops before anything else happens; never in position mode.
+    from meld_core.bridge.arm_bridge import ArmBridge, ArmBridgeConfig
+    from meld_core.robot.profile import RobotProfile
+
+    bridge = ArmBridge(ArmBridgeConfig(), RobotProfile.load())
+    assert bridge.tick(0.0) is None
+    bridge.velocity_mode_set()
+    assert bridge.tick(0.0).tolist() == ZERO
