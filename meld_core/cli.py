@@ -47,8 +47,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 def _cmd_train(args: argparse.Namespace) -> int:
     """Meta-train (or resume) a run; Ctrl-C stops cleanly after the running episode with a checkpoint."""
-    import signal
-
+    from meld_core.bridge.shutdown import StopSignals
     from meld_core.config.presets import UnknownPresetError
     from meld_core.envs.registry import UnknownEnvError
     from meld_core.train.rundir import CheckpointError, RunDir, RunDirError
@@ -69,22 +68,18 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     holder: list = []
 
-    def stop(signum, frame):  # first Ctrl-C/SIGTERM: stop cleanly; second: abort
-        if holder and not holder[0].stop_requested:
-            print("meld: stopping after the running episode (Ctrl-C again to abort)", file=sys.stderr)
-            holder[0].request_stop()
-        else:
+    def stop() -> None:  # first Ctrl-C/SIGTERM: stop cleanly; a second one aborts (StopSignals)
+        if not holder:
             raise KeyboardInterrupt
+        print("meld: stopping after the running episode (Ctrl-C again to abort)", file=sys.stderr)
+        holder[0].request_stop()
 
-    old = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        trainer = run_training(config, rd.root, resume=args.resume, device=args.device,
-                               trainer_callback=holder.append)
+        with StopSignals(stop, same_within_s=0.0):
+            trainer = run_training(config, rd.root, resume=args.resume, device=args.device,
+                                   trainer_callback=holder.append)
     except (RunDirError, CheckpointError) as exc:
         raise CliError(str(exc)) from None
-    finally:
-        for s, h in old.items():
-            signal.signal(s, h)
     c = trainer.counters
     print(f"run {rd.root}: {c.phase}, {c.iteration} iterations, {c.episodes} episodes, {c.env_steps} env "
           f"steps, {c.model_steps} model steps, {c.ac_steps} AC steps")

@@ -15,11 +15,14 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from meld_core.bridge import names
 from meld_core.bridge.remote_env import RemoteEnvConfig, RemoteRobotEnv, RewardFn, RobotLink
+from meld_core.train.hooks import TrainerHooks
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +49,8 @@ class AgentRunConfig:
     eval_checkpoint: str = ""  # eval: checkpoint file, "best" (best on train-task validation), "" = newest
     eval_videos: int = 2  # eval: trials recorded as MP4 with reward-prediction plots
     robot_name: str = "wx200"  # xs_sdk namespace (/<robot_name>/joint_states)
-    scene_topic: str = "/meld/scene/image_raw"  # scene camera images
-    wrist_topic: str = "/meld/wrist/image_raw"  # wrist camera images
+    scene_topic: str = names.SCENE_IMAGE  # scene camera images (relative: in the agent's namespace)
+    wrist_topic: str = names.WRIST_IMAGE  # wrist camera images (relative: in the agent's namespace)
     inputs_timeout_s: float = 60.0  # wait this long at start-up for images, joint states and the arm/rig
     shutdown_when_done: bool = True  # exit when training/evaluation ends (the launch then shuts down)
 
@@ -150,3 +153,50 @@ def remote_env_factory(
         return env
 
     return factory
+
+
+class AgentProgressHook(TrainerHooks):
+    """What the agent node tells its user while it trains: a console line per warm-up episode (with
+    the time left; the `small` preset's warm-up takes minutes at 3.3 Hz), per phase, iteration,
+    evaluation and checkpoint, and the trainer's progress published at once on every episode.
+
+    `say(line)` logs a line (the node's logger), `publish()` publishes `trainer.progress()` now."""
+
+    def __init__(self, say: Callable[[str], None], publish: Callable[[], None] = lambda: None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.say = say
+        self.publish = publish
+        self._clock = clock
+        self._warmup_start: tuple[float, int] | None = None  # (time, episodes) of this process's first
+
+    def on_phase(self, trainer: Any, phase: str) -> None:
+        if phase == "warmup":
+            done, total = trainer.warmup_episodes()
+            self._warmup_start = (self._clock(), done)
+            self.say(f"trainer phase: warmup ({done}/{total} random-policy episodes on disk)")
+        else:
+            self.say(f"trainer phase: {phase}")
+        self.publish()
+
+    def on_episode(self, trainer: Any, episode: Any) -> None:
+        if trainer.counters.phase == "warmup" and self._warmup_start is not None:
+            done, total = trainer.warmup_episodes()
+            started, done_before = self._warmup_start
+            left = ""
+            if done > done_before and done < total:
+                per_episode = (self._clock() - started) / (done - done_before)
+                left = f", about {per_episode * (total - done) / 60.0:.1f} min left"
+            self.say(f"warm-up: episode {done}/{total} (random policy){left}")
+        self.publish()
+
+    def on_iteration(self, trainer: Any) -> None:
+        c = trainer.counters
+        self.say(f"training iteration {c.iteration} complete ({c.episodes} episodes, {c.env_steps} env "
+                 f"steps, {c.model_steps} model steps, {c.ac_steps} AC steps)")
+        self.publish()
+
+    def on_eval(self, trainer: Any, result: Any) -> None:
+        self.say(f"evaluation: success per episode position {result.success_per_position}")
+
+    def on_checkpoint(self, trainer: Any, path: Any) -> None:
+        self.say(f"checkpoint written: {path}")

@@ -108,6 +108,8 @@ class RemoteEnvConfig:
     use_success_topic: bool = False  # success (and the sparse reward) from an external sensor, not FK
     home_timeout_s: float = 30.0  # deadline for homing the arm in reset()
     rig_timeout_s: float = 30.0  # deadline for the reset rig to reach a task's pose
+    rig_tolerance_deg: float = 0.2  # the rig counts as arrived when its rotation is this close, degrees
+    rig_tolerance_mm: float = 0.5  # ... and its rail translation this close, millimetres
 
     def __post_init__(self) -> None:
         if not 0 < self.control_hz <= 50:
@@ -122,7 +124,7 @@ class RemoteEnvConfig:
         if not self.action_scale or any(not (s > 0 and math.isfinite(s)) for s in self.action_scale):
             raise ValueError(f"RemoteEnvConfig.action_scale must be positive, got {self.action_scale}")
         for name in ("image_max_age_s", "joint_state_max_age_s", "success_max_age_s", "home_timeout_s",
-                     "rig_timeout_s"):
+                     "rig_timeout_s", "rig_tolerance_deg", "rig_tolerance_mm"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"RemoteEnvConfig.{name} must be > 0")
         if self.input_grace_s < 0:

@@ -20,7 +20,9 @@ ROS agent node runs this same loop with a ROS-backed `TaskEnv` whose steps wait 
 tick: nothing here assumes a fast or in-process environment. Every finished episode is stored by
 the replay (atomic file per episode) before the hooks see it. `request_stop()` (from any thread)
 ends the run cleanly: the running episode or gradient step finishes, a checkpoint is written,
-`run()` returns; `env.close()` is always called.
+`run()` returns; `env.close()` is always called. An environment that fails after the request (a
+robot graph stopped by the same Ctrl-C) ends the running episode, which is dropped; the checkpoint
+is written all the same.
 
 Crash safety: a SIGKILL loses at most the running episode. On `resume`, the newest checkpoint gives
 the networks, optimisers, RNG states and counters; episodes written after it are kept (they were
@@ -148,7 +150,8 @@ class Trainer:
 
     # -- control and state, from any thread --------------------------------------------------
     def request_stop(self) -> None:
-        """Finish the running episode or gradient step, checkpoint, and return from `run()`."""
+        """Finish the running episode (or drop it if the env fails from now on) or gradient step,
+        checkpoint, and return from `run()`."""
         self._stop.set()
 
     @property
@@ -162,6 +165,8 @@ class Trainer:
                  num_iterations=self.config.train.num_iterations, time=time.time())
         if self.last_eval is not None:
             d["last_eval_success_per_position"] = self.last_eval.success_per_position
+        if self.counters.phase == "warmup" and self.replay is not None:
+            d["warmup_episodes"], d["warmup_total"] = self.warmup_episodes()
         return d
 
     # -- the run -------------------------------------------------------------------------------
@@ -174,12 +179,20 @@ class Trainer:
             self._build()
             self.emit("on_start")
             self.set_status("running")
-            if self.counters.phase == "warmup":
-                self._warmup()
-            if self.counters.phase == "pretrain" and not self.stop_requested:
-                self._pretrain()
-            if self.counters.phase == "train" and not self.stop_requested:
-                self._train_loop()
+            try:
+                if self.counters.phase == "warmup":
+                    self._warmup()
+                if self.counters.phase == "pretrain" and not self.stop_requested:
+                    self._pretrain()
+                if self.counters.phase == "train" and not self.stop_requested:
+                    self._train_loop()
+            except Exception as exc:
+                if not self.stop_requested:
+                    raise
+                # A stop often takes the robot down with it (Ctrl-C reaches every node): what fails
+                # after the request ends the running episode, which is dropped; the rest is saved.
+                logger.warning("stopping: the running episode ended with %s: %s; it is not stored",
+                               type(exc).__name__, exc)
             self.emit("on_end")
             self.set_status("stopped" if self.stop_requested else "finished")
             return self.counters
@@ -224,13 +237,20 @@ class Trainer:
                         len(self._owed))
 
     # -- Algorithm 1 -----------------------------------------------------------------------------
+    def warmup_episodes(self) -> tuple[int, int]:
+        """(collected, needed) warm-up episodes over all train tasks; what is on disk counts (resume)."""
+        need, tasks = self._warmup_per_task(), self.env.train_tasks
+        return sum(min(self.replay.num_episodes(task.index), need) for task in tasks), need * len(tasks)
+
+    def _warmup_per_task(self) -> int:
+        return self.config.train.init_collect_trials_per_task * self.config.train.episodes_per_trial
+
     def _warmup(self) -> None:
         """Random-policy trials on every train task; counts what is already on disk (resume)."""
-        t, tasks = self.config.train, list(self.env.train_tasks)
+        t, tasks, need = self.config.train, list(self.env.train_tasks), self._warmup_per_task()
         self._set_phase("warmup")
-        need = t.init_collect_trials_per_task * t.episodes_per_trial
-        have = sum(min(self.replay.num_episodes(task.index), need) for task in tasks)
-        with self._bar(need * len(tasks), have, "warm-up (random policy)", "episode") as bar:
+        have, total = self.warmup_episodes()
+        with self._bar(total, have, "warm-up (random policy)", "episode") as bar:
             for task in tasks:
                 while self.replay.num_episodes(task.index) < need and not self.stop_requested:
                     left = need - self.replay.num_episodes(task.index)
