@@ -67,7 +67,8 @@ setup(
     ],
     extras_require={
         "sim": ["mujoco>=3.1"],
-        "test": ["mujoco>=3.1", "pytest>=7", "pytest-timeout>=2.1", "ruff>=0.4", "yourdfpy>=0.0.56"],
+        "test": ["mujoco>=3.1", "pytest>=7", "pytest-timeout>=2.1", "ruff>=0.4", "yourdfpy>=0.0.56",
+                 "hypothesis>=6.100,<7"],
     },
     zip_safe=True,
     maintainer="meld_ros developers",
