@@ -26,7 +26,10 @@ Crash safety: a SIGKILL loses at most the running episode. On `resume`, the newe
 the networks, optimisers, RNG states and counters; episodes written after it are kept (they were
 collected), episode ids continue without gaps or duplicates, and an iteration whose trial was
 collected but whose gradient steps were lost is trained before the loop goes on, so a killed and
-resumed run takes as many model and AC steps as one that was never interrupted.
+resumed run takes as many model and AC steps as one that was never interrupted. `run()` holds the
+run directory's lock (`RunDir.lock`) throughout, so a second writer is refused, and it leaves a
+final status in progress.json on every exit it sees ("finished", "stopped", "failed" with the error);
+a resume reports a predecessor that was killed before it could.
 """
 
 from __future__ import annotations
