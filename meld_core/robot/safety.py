@@ -163,9 +163,10 @@ class SafetyFilter:
             return SafeCommand(self.zero(), ("non_finite_state" if problem == "non_finite" else problem,))
         events: list[str] = []
         try:
-            command = self._clamp(command, events)
-            command = self._brake(state, command, events)
-            command = self._workspace(state, command, events)
+            with np.errstate(over="ignore"):  # a state of 1e308 rad: its room to a limit overflows to inf
+                command = self._clamp(command, events)
+                command = self._brake(state, command, events)
+                command = self._workspace(state, command, events)
         except Exception:  # a defect in a rule must not leave the arm moving
             log.exception("safety: the filter failed on q=%s, qdot=%s; sending zeros", state, command)
             return SafeCommand(self.zero(), ("filter_error",))
