@@ -106,10 +106,11 @@ def load_state(path: Path, map_location: str | Callable[..., Any] = "cpu") -> di
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        # torch's message is a page; its line naming the object is the useful part
+        what = next((ln.strip() for ln in str(exc).splitlines() if "GLOBAL" in ln), type(exc).__name__)
         raise CheckpointError(
-            f"refused {path}: it holds Python objects, not only tensors and plain data (loading it could "
-            f"run code; {first}); use checkpoints written by meld") from None
+            f"refused {path}: it holds Python objects, not only tensors and plain data, and loading it "
+            f"could run code ({what}); use checkpoints written by meld") from None
     except Exception as exc:  # torch raises many types for damaged archives
         raise CorruptCheckpointError(f"checkpoint {path} is corrupt ({type(exc).__name__}: {exc})") from None
     if not isinstance(state, dict) or "counters" not in state:
