@@ -73,7 +73,7 @@ setup(
         "sim": ["mujoco>=3.1,<5"],
         # ruff changes its rules in minor releases: bounded at the next one
         "test": ["mujoco>=3.1,<5", "pytest>=7,<10", "pytest-timeout>=2.1,<3", "ruff>=0.4,<0.18",
-                 "yourdfpy>=0.0.56,<0.1"],
+                 "yourdfpy>=0.0.56,<0.1", "hypothesis>=6.100,<7"],
     },
     zip_safe=True,
     maintainer="meld_ros developers",

@@ -50,6 +50,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from meld_core.bridge.shutdown import StopSignals
     from meld_core.config.presets import UnknownPresetError
     from meld_core.envs.registry import UnknownEnvError
+    from meld_core.files import explain_os_error
     from meld_core.train.rundir import CheckpointError, RunDir, RunDirError
     from meld_core.train.setup import resolve_run_config
     from meld_core.train.trainer import run_training
@@ -80,6 +81,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
                                    trainer_callback=holder.append)
     except (RunDirError, CheckpointError) as exc:
         raise CliError(str(exc)) from None
+    except OSError as exc:  # the run directory's disk is full, read-only, ...
+        raise CliError(explain_os_error(exc)) from None
     c = trainer.counters
     print(f"run {rd.root}: {c.phase}, {c.iteration} iterations, {c.episodes} episodes, {c.env_steps} env "
           f"steps, {c.model_steps} model steps, {c.ac_steps} AC steps")
@@ -90,6 +93,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 def _cmd_eval(args: argparse.Namespace) -> int:
     """Meta-test a run's checkpoint on its held-out tasks and print the success table."""
+    from meld_core.files import explain_os_error
     from meld_core.train.evaluation import evaluate_run
     from meld_core.train.rundir import CheckpointError, RunDirError
 
@@ -100,8 +104,10 @@ def _cmd_eval(args: argparse.Namespace) -> int:
                                        deterministic=False if args.stochastic else None)
     except (RunDirError, CheckpointError, ValueError) as exc:
         raise CliError(str(exc)) from None
+    except OSError as exc:
+        raise CliError(explain_os_error(exc)) from None
     print(result.table())
-    eval_dir = Path(args.run_dir) / "eval"
+    eval_dir = Path(summary["out_dir"])
     print(f"(posterior input: {result.reward_input} reward; {len(result.trials)} trials; "
           f"written to {eval_dir / 'summary.json'})")
     if "overview" in summary:

@@ -114,8 +114,10 @@ class ArmNode(Node):
             self.get_logger().error(str(exc), throttle_duration_sec=5.0)
 
     def _on_command(self, msg: JointState) -> None:
-        if self.bridge.on_command(msg.name, msg.velocity, now_seconds(self)):
-            self._tick()  # forward at once; the timer re-filters the held command in between
+        # Forward at once, refused or not (a refused NaN command zeros the held one); the timer
+        # re-filters the held command in between.
+        self.bridge.on_command(msg.name, msg.velocity, now_seconds(self))
+        self._tick()
 
     def _tick(self) -> None:
         velocity = self.bridge.tick(now_seconds(self))

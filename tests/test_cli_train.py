@@ -48,11 +48,12 @@ def test_eval_without_checkpoint_or_run(tmp_path, capsys):
     one_line_error(Result(capsys, "eval", "--run-dir", str(tmp_path / "nothing")), "not a meld run directory")
     Result(capsys, "train", "--env", "point_nav", "--preset", "smoke", "--run-dir", str(tmp_path / "x"),
            "--iterations", "0")
-    (tmp_path / "x" / "checkpoints" / "latest").unlink()
+    for path in (tmp_path / "x" / "checkpoints").iterdir():
+        path.unlink()
     one_line_error(Result(capsys, "eval", "--run-dir", str(tmp_path / "x")), "no checkpoint yet")
 
 
-def test_train_eval_and_bad_run_dirs(tmp_path, capsys):
+def test_train_eval_and_bad_run_dirs(tmp_path, capsys, caplog):
     run = tmp_path / "run"
     result = Result(capsys, "train", "--env", "point_nav", "--preset", "smoke", "--run-dir", str(run),
                     "--iterations", "2")
@@ -78,11 +79,20 @@ def test_train_eval_and_bad_run_dirs(tmp_path, capsys):
     # the same config again without --resume
     one_line_error(Result(capsys, "train", "--env", "point_nav", "--preset", "smoke", "--iterations", "2",
                           "--run-dir", str(run)), "pass --resume")
-    # a corrupt checkpoint
+    # a corrupt checkpoint: eval refuses it and names the older one that loads; a resume falls back to it
     latest = run / "checkpoints" / (run / "checkpoints" / "latest").read_text().strip()
+    older = [p for p in (run / "checkpoints").glob("ckpt_*.pt") if p != latest]
     latest.write_bytes(latest.read_bytes()[:100])
-    one_line_error(Result(capsys, "eval", "--run-dir", str(run)), "is corrupt")
-    one_line_error(Result(capsys, "train", "--run-dir", str(run), "--resume"), "is corrupt")
+    one_line_error(Result(capsys, "eval", "--run-dir", str(run)),
+                   f"is corrupt (BadZipFile: File is not a zip file); evaluate an older one with "
+                   f"--checkpoint {older[0]}")
+    result = Result(capsys, "train", "--run-dir", str(run), "--resume")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"resuming from the newest good checkpoint, {older[0].name}" in caplog.text
+    # every checkpoint corrupt: nothing to resume from
+    for path in (run / "checkpoints").glob("*.pt"):
+        path.write_bytes(path.read_bytes()[:100])
+    one_line_error(Result(capsys, "train", "--run-dir", str(run), "--resume"), "no other checkpoint")
 
 
 def read_progress(run):

@@ -36,7 +36,7 @@ import numpy as np
 import torch
 
 from meld_core.config import ReplayConfig
-from meld_core.files import atomic_write_bytes
+from meld_core.files import atomic_write_bytes, remove_stale_temp_files
 
 log = logging.getLogger(__name__)
 
@@ -295,9 +295,8 @@ class ReplayStore:
             if task >= self.num_tasks:
                 log.warning("replay: ignoring %s: task %d >= num_tasks %d", task_dir, task, self.num_tasks)
                 continue
-            for tmp in task_dir.glob(".ep_*.tmp"):
-                log.warning("replay: removing %s, an episode file whose write was interrupted", tmp)
-                tmp.unlink(missing_ok=True)
+            for tmp in remove_stale_temp_files(task_dir):
+                log.warning("replay: removed %s, an episode file whose write was interrupted", tmp)
             files = sorted((int(m.group(1)), p) for p in task_dir.iterdir() if (m := _EP_RE.match(p.name)))
             files = files[-self.cfg.capacity_episodes_per_task:]
             for ep_id, path in files:

@@ -11,8 +11,11 @@ that shows meta-learning; position 0 shows what the agent does before it has any
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import logging
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -174,7 +177,7 @@ def write_eval_artefacts(result: EvalResult, out_dir: Path, *, fps: float, episo
                          overview: np.ndarray | None = None) -> dict[str, Any]:
     """summary.json, success.md, an MP4 and a reward-prediction plot per recorded trial, and
     `overview.png` (an RGB image from `trial_overview`) when given."""
-    from meld_core.files import atomic_write_text
+    from meld_core.files import atomic_write_bytes, atomic_write_text
     from meld_core.train.media import annotate, plot_reward_prediction, write_mp4
 
     out_dir = Path(out_dir)
@@ -212,12 +215,12 @@ def write_eval_artefacts(result: EvalResult, out_dir: Path, *, fps: float, episo
     if overview is not None:
         import cv2
 
-        tmp = out_dir / "overview.tmp.png"
-        if cv2.imwrite(str(tmp), np.ascontiguousarray(overview[..., ::-1])):
-            tmp.replace(out_dir / "overview.png")
+        ok, png = cv2.imencode(".png", np.ascontiguousarray(overview[..., ::-1]))
+        if ok:
+            atomic_write_bytes(out_dir / "overview.png", png.tobytes())
             summary["overview"] = "overview.png"
         else:
-            logger.warning("could not write %s", out_dir / "overview.png")
+            logger.warning("could not encode %s", out_dir / "overview.png")
     atomic_write_text(out_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
     atomic_write_text(out_dir / "success.md", result.table() + "\n")
     return summary
@@ -326,23 +329,50 @@ def evaluate_run(run_dir: str | Path, *, episodes_per_trial: int | None = None, 
                  checkpoint: str | Path | None = None, device: str | None = None, video_trials: int = 2,
                  deterministic: bool | None = None,
                  env_factory: Callable[[Any], TaskEnv] | None = None,
+                 out_dir: str | Path | None = None,
                  ) -> tuple[EvalResult, dict[str, Any]]:
-    """Meta-test a run's checkpoint on all held-out tasks; writes run_dir/eval/summary.json etc."""
+    """Meta-test a run's checkpoint on all held-out tasks; writes summary.json etc. to `out_dir`
+    (default: run_dir/eval/) and returns the summary with `out_dir` set to where it went.
+
+    Writing into the run locks it (`RunDir.lock`: refused while another process trains or evaluates
+    it). When that folder cannot be written (a read-only or full disk, no permission), the results
+    go to a new temporary folder instead, with a warning: an evaluation is never lost to a write."""
+    from meld_core.files import explain_os_error
+    from meld_core.train.rundir import RunDir
     from meld_core.train.setup import load_run_agent
 
-    rd, config, state, env, agent = load_run_agent(run_dir, checkpoint=checkpoint, device=device,
-                                                   env_factory=env_factory)
-    try:
-        E = episodes_per_trial or config.train.episodes_per_trial
-        det = config.train.eval_deterministic if deterministic is None else deterministic
-        result = evaluate(agent, env, list(env.eval_tasks), E, rounds, config.model.reward_input,
-                          deterministic=det, record_trials=video_trials, progress=True)
-        summary = write_eval_artefacts(result, rd.eval_dir, fps=env.spec.control_hz,
-                                       episode_length=env.spec.episode_length,
-                                       extra={"counters": state["counters"], "rounds": rounds,
-                                              "deterministic": det, "source": "meld eval",
-                                              "checkpoint": str(checkpoint or "latest")},
-                                       overview=trial_overview(env, result))
-    finally:
-        env.close()
-    return result, summary
+    rd = RunDir(run_dir).require()
+    target: Path | None = Path(out_dir) if out_dir is not None else rd.eval_dir
+    with contextlib.ExitStack() as stack:
+        if target.resolve().is_relative_to(rd.root.resolve()):
+            try:
+                stack.enter_context(rd.lock("evaluation"))
+            except OSError as exc:
+                logger.warning("%s; the results will go to a temporary folder", explain_os_error(exc))
+                target = None
+        rd, config, state, env, agent = load_run_agent(rd.root, checkpoint=checkpoint, device=device,
+                                                       env_factory=env_factory)
+        try:
+            E = episodes_per_trial or config.train.episodes_per_trial
+            det = config.train.eval_deterministic if deterministic is None else deterministic
+            result = evaluate(agent, env, list(env.eval_tasks), E, rounds, config.model.reward_input,
+                              deterministic=det, record_trials=video_trials, progress=True)
+            write = functools.partial(
+                write_eval_artefacts, result, fps=env.spec.control_hz, episode_length=env.spec.episode_length,
+                extra={"counters": state["counters"], "rounds": rounds, "deterministic": det,
+                       "source": "meld eval", "checkpoint": str(checkpoint or "latest")},
+                overview=trial_overview(env, result))
+            summary = None
+            if target is not None:
+                try:
+                    summary = write(target)
+                except OSError as exc:
+                    logger.warning("%s; writing the results to a temporary folder instead",
+                                   explain_os_error(exc))
+            if summary is None:
+                target = Path(tempfile.mkdtemp(prefix=f"meld-eval-{rd.root.name}-"))
+                summary = write(target)
+                logger.warning("evaluation results written to %s", target)
+        finally:
+            env.close()
+    return result, {**summary, "out_dir": str(target)}

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import logging
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+
+from meld_core.files import atomic_write_bytes, temp_sibling
 
 logger = logging.getLogger(__name__)
 
@@ -24,7 +27,7 @@ def write_mp4(path: Path, frames: Sequence[np.ndarray], fps: float) -> Path:
     h, w = frames[0].shape[:2]
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    tmp = temp_sibling(path)
     writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), float(max(fps, 1.0)), (w, h))
     if not writer.isOpened():
         raise VideoError(f"OpenCV cannot open an mp4v writer for {path}; is opencv built with video I/O?")
@@ -72,11 +75,13 @@ def plot_reward_prediction(path: Path, pred_mean: np.ndarray, pred_std: np.ndarr
     ax.set_title(title, fontsize=8)
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    buf = io.BytesIO()
+    try:
+        fig.savefig(buf, format="png", dpi=100)
+    finally:
+        plt.close(fig)
+    atomic_write_bytes(Path(path), buf.getvalue())
+    return Path(path)
 
 
 def trailing_mean(y: Sequence[float], window: int) -> np.ndarray:

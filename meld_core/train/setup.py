@@ -92,7 +92,8 @@ def task_list(tasks: Sequence[Task]) -> list[dict[str, Any]]:
 
 
 def prepare_run_dir(rd: RunDir, config: RunConfig, resume: bool) -> None:
-    """Check that `rd` can hold a run of `config`, then create its folders and config.yaml."""
+    """Check that `rd` can hold a run of `config`, then create its folders and config.yaml (call it
+    while holding `rd.lock()`)."""
     if rd.exists():
         stored = load_run_config(rd)
         if stored.identity() != config.identity():
@@ -107,7 +108,7 @@ def prepare_run_dir(rd: RunDir, config: RunConfig, resume: bool) -> None:
             logger.info("iteration budget changed from %d to %d", stored.train.num_iterations,
                         config.train.num_iterations)
             rd.write_yaml(rd.config_path, dataclasses.asdict(config))
-    elif resume and rd.root.exists() and any(rd.root.iterdir()):
+    elif resume and rd.root.exists() and any(p != rd.lock_path for p in rd.root.iterdir()):
         raise RunDirError(f"{rd.root} is not empty and has no config.yaml; it is not a meld run directory")
     rd.make_dirs()
     if not rd.exists():
@@ -205,9 +206,7 @@ def load_run_agent(run_dir: str | Path, *, checkpoint: str | Path | None = None,
     the env."""
     from meld_core.train.trainer import default_agent_factory, default_env_factory
 
-    rd = RunDir(run_dir)
-    if not rd.exists():
-        raise RunDirError(f"{rd.root} is not a meld run directory (no config.yaml)")
+    rd = RunDir(run_dir).require()
     config = load_run_config(rd)
     if device is not None:
         config = dataclasses.replace(config, device=dataclasses.replace(config.device, device=device))

@@ -28,7 +28,10 @@ Crash safety: a SIGKILL loses at most the running episode. On `resume`, the newe
 the networks, optimisers, RNG states and counters; episodes written after it are kept (they were
 collected), episode ids continue without gaps or duplicates, and an iteration whose trial was
 collected but whose gradient steps were lost is trained before the loop goes on, so a killed and
-resumed run takes as many model and AC steps as one that was never interrupted.
+resumed run takes as many model and AC steps as one that was never interrupted. `run()` holds the
+run directory's lock (`RunDir.lock`) throughout, so a second writer is refused, and it leaves a
+final status in progress.json on every exit it sees ("finished", "stopped", "failed" with the error);
+a resume reports a predecessor that was killed before it could.
 """
 
 from __future__ import annotations
@@ -49,11 +52,12 @@ from meld_core.algo.agent import Agent
 from meld_core.algo.replay import ReplayStore
 from meld_core.config import RunConfig
 from meld_core.envs.base import EnvSpec, TaskEnv
+from meld_core.faults import crash_point
 from meld_core.train.evaluation import EvalResult, EvaluationHook
 from meld_core.train.hooks import CheckpointHook, MetricsHook, ProgressHook, TrainerHooks
 from meld_core.train.metrics import MetricsLogger
 from meld_core.train.rollout import RolloutEpisode, run_trial
-from meld_core.train.rundir import RunDir
+from meld_core.train.rundir import CHECKPOINT_FORMAT, RunDir
 from meld_core.train.setup import (
     check_spec,
     check_tasks,
@@ -145,6 +149,8 @@ class Trainer:
         self._metrics: MetricsLogger | None = None
         self._started = time.monotonic()
         self._status = "created"
+        self._error: str | None = None  # why the run failed (progress.json "error")
+        self._previous_status: str | None = None  # how the process before this resume ended
         self._owed: list[int] = []  # env steps of iterations collected before a resume but never trained
         self._trial_id = -1  # id of the first episode of the trial being collected
 
@@ -163,6 +169,10 @@ class Trainer:
         d = self.counters.as_dict()
         d.update(status=self._status, pid=os.getpid(), elapsed_s=round(time.monotonic() - self._started, 1),
                  num_iterations=self.config.train.num_iterations, time=time.time())
+        if self._error is not None:
+            d["error"] = self._error
+        if self._previous_status is not None:
+            d["previous_status"] = self._previous_status
         if self.last_eval is not None:
             d["last_eval_success_per_position"] = self.last_eval.success_per_position
         if self.counters.phase == "warmup" and self.replay is not None:
@@ -171,40 +181,63 @@ class Trainer:
 
     # -- the run -------------------------------------------------------------------------------
     def run(self) -> Counters:
-        """Run (or continue) training until the budget is spent or a stop is requested."""
+        """Run (or continue) training until the budget is spent or a stop is requested.
+
+        The run directory is locked for the whole run (`RunDir.lock`: a second writer is refused);
+        progress.json ends with status "finished", "stopped" or "failed" (with the error)."""
         self._started = time.monotonic()
-        prepare_run_dir(self.run_dir, self.config, self.resume)
-        self._metrics = MetricsLogger(self.run_dir.metrics_csv, self.run_dir.tb_dir).open()
-        try:
-            self._build()
-            self.emit("on_start")
-            self.set_status("running")
+        with self.run_dir.lock("training"):
+            prepare_run_dir(self.run_dir, self.config, self.resume)
+            self._check_previous_exit()
+            self._metrics = MetricsLogger(self.run_dir.metrics_csv, self.run_dir.tb_dir).open()
             try:
-                if self.counters.phase == "warmup":
-                    self._warmup()
-                if self.counters.phase == "pretrain" and not self.stop_requested:
-                    self._pretrain()
-                if self.counters.phase == "train" and not self.stop_requested:
-                    self._train_loop()
-            except Exception as exc:
-                if not self.stop_requested:
-                    raise
-                # A stop often takes the robot down with it (Ctrl-C reaches every node): what fails
-                # after the request ends the running episode, which is dropped; the rest is saved.
-                logger.warning("stopping: the running episode ended with %s: %s; it is not stored",
-                               type(exc).__name__, exc)
-            self.emit("on_end")
-            self.set_status("stopped" if self.stop_requested else "finished")
-            return self.counters
-        except BaseException:
-            self.set_status("failed")
-            raise
-        finally:
-            try:
-                if self.env is not None:
-                    self.env.close()
+                self._build()
+                self.emit("on_start")
+                self.set_status("running")
+                try:
+                    if self.counters.phase == "warmup":
+                        self._warmup()
+                    if self.counters.phase == "pretrain" and not self.stop_requested:
+                        self._pretrain()
+                    if self.counters.phase == "train" and not self.stop_requested:
+                        self._train_loop()
+                except Exception as exc:
+                    if not self.stop_requested:
+                        raise
+                    # A stop often takes the robot down with it (Ctrl-C reaches every node): what fails
+                    # after the request ends the running episode, which is dropped; the rest is saved.
+                    logger.warning("stopping: the running episode ended with %s: %s; it is not stored",
+                                   type(exc).__name__, exc)
+                self.emit("on_end")
+                self.set_status("stopped" if self.stop_requested else "finished")
+                return self.counters
+            except BaseException as exc:
+                self._error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+                try:
+                    self.set_status("failed")
+                except OSError as write_error:  # e.g. the disk that failed the run is still full
+                    logger.error("could not record the failure in %s: %s", self.run_dir.progress_path,
+                                 write_error)
+                raise
             finally:
-                self._metrics.close()
+                try:
+                    if self.env is not None:
+                        self.env.close()
+                finally:
+                    self._metrics.close()
+
+    def _check_previous_exit(self) -> None:
+        """A resumed run whose progress.json still says it is running was killed or crashed: say so."""
+        previous = self.run_dir.read_progress() if self.resume else None
+        if not previous:
+            return
+        status = previous.get("status")
+        if status in ("created", "running", "evaluating"):
+            logger.warning("the previous process on %s (pid %s) ended while %s, without a final status: it "
+                           "was killed or crashed; continuing from its last checkpoint and stored episodes",
+                           self.run_dir.root, previous.get("pid", "?"), status)
+            status = "crashed"
+        self._previous_status = status
 
     def _build(self) -> None:
         """Env, agent and replay from the factories; counters from the newest checkpoint (resume)."""
@@ -215,9 +248,9 @@ class Trainer:
         self.agent = self._agent_factory(self.config, self.env.spec)
         self.replay = self._replay_factory(self.config.replay, len(self.env.train_tasks),
                                            self.run_dir.episodes_dir, offline=offline)
-        path = self.run_dir.latest_checkpoint() if self.resume else None
-        if path is not None:
-            state = self.run_dir.load_checkpoint(path)
+        found = self.run_dir.load_resume_checkpoint() if self.resume else None
+        if found is not None:
+            path, state = found
             self.agent.load_state_dict(state["agent"])
             self.counters = Counters.from_dict(state["counters"])
             self.rng.bit_generator.state = state["trainer_rng"]
@@ -322,6 +355,7 @@ class Trainer:
         else:
             metrics = self.agent.update_actor_critic(self.replay.sample_ac_batch(self.rng, E))
             self.counters.ac_steps += 1
+        crash_point("gradient_step", kind)
         self.emit("on_gradient_step", kind, metrics)
 
     # -- what the loop shares with its hooks -------------------------------------------------------
@@ -333,6 +367,7 @@ class Trainer:
         episode.meta.update(phase=self.counters.phase, iteration=self.counters.iteration,
                             trial=self._trial_id)
         self.replay.add(episode)
+        crash_point("episode_stored", self.counters.phase)
         self.counters.episodes += 1
         self.counters.env_steps += episode.num_steps
         self.emit("on_episode", rollout)
@@ -366,7 +401,7 @@ class Trainer:
 
     def checkpoint_state(self) -> dict[str, Any]:
         return {
-            "format": 1,
+            "format": CHECKPOINT_FORMAT,
             "agent": self.agent.state_dict(),
             "counters": self.counters.as_dict(),
             "trainer_rng": self.rng.bit_generator.state,
