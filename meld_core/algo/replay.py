@@ -150,8 +150,7 @@ class Episode:
                 continue
             if arr.dtype != dtype or arr.ndim != ndim or arr.shape[0] != n:
                 problems.append(f"{name} must be {np.dtype(dtype)} with {ndim} dimension(s) and {n} rows, "
-                                f"got "
-                                f"{arr.dtype} {arr.shape}")
+                                f"got {arr.dtype} {arr.shape}")
             elif not np.isfinite(arr).all():
                 problems.append(f"{name} must be finite")
         if not problems and not (np.isfinite(self.actions).all() and np.isfinite(self.dense_rewards).all()
