@@ -12,6 +12,7 @@ frame marked and episode starts dashed.
 from __future__ import annotations
 
 import json
+import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -124,9 +125,7 @@ def render_preview(mcap_path: str | Path, out_png: str | Path, topics: Topics | 
     lines = [f"{k}: {json.dumps(episode[k])}" for k in keys if k in episode]
     success = [ok for t, ok in rec.success if t <= t_show]
     lines.append(f"success at frame: {success[-1] if success else '-'}")
-    wrapped = []
-    for line in lines:
-        wrapped += [line[j:j + 44] for j in range(0, len(line), 44)]
+    wrapped = [part for line in lines for part in textwrap.wrap(line, 46, subsequent_indent="  ")]
     ax.text(0.03, 0.97, "\n".join(wrapped), transform=ax.transAxes, va="top", ha="left", color=_TEXT,
             fontsize=8, fontfamily="monospace")
 

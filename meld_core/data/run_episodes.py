@@ -178,9 +178,10 @@ class TimeLine:
     """Places episodes end to end on one non-decreasing time line (seconds), for one export file.
 
     An episode keeps its recorded stamps where they continue the line (ROS time, or a simulator's
-    clock that runs across resets). One that starts at or before the end of the previous one (a
-    simulator restarted by a resumed run) or has no stamps (an older file) starts one control period
-    after it; an unstamped episode's frames are one period apart.
+    clock that runs across resets: its reset frame may share the previous episode's last stamp).
+    One that starts before the end of the previous one (a simulator restarted by a resumed run) or
+    has no stamps (an older file) starts one control period after it; an unstamped episode's frames
+    are one period apart.
     """
 
     def __init__(self) -> None:
@@ -192,7 +193,7 @@ class TimeLine:
             times = episode.stamps.astype(np.float64)
         else:
             times = np.arange(episode.num_frames, dtype=np.float64) * period
-        if self.end is not None and times[0] <= self.end:
+        if self.end is not None and (times[0] < self.end or episode.stamps is None):
             times = times - times[0] + self.end + period
         self.end = float(times[-1])
         return times
