@@ -267,6 +267,21 @@ def lerobot_check(root: Path) -> dict:
     return info
 
 
+def test_image_stats_from_histograms_equal_the_stats_over_the_pixels():
+    from meld_core.data.lerobot_export import QUANTILES, feature_stats
+
+    rng = np.random.default_rng(0)
+    for frames in (rng.integers(0, 256, (7, 9, 5, 3), dtype=np.uint8), np.full((2, 3, 3, 3), 7, np.uint8),
+                   rng.integers(40, 60, (3, 4, 4, 3), dtype=np.uint8)):
+        stats = feature_stats(frames, image=True)
+        pixels = frames.reshape(-1, 3).astype(np.float64) / 255.0
+        expected = {"min": pixels.min(0), "max": pixels.max(0), "mean": pixels.mean(0), "std": pixels.std(0),
+                    **{key: np.quantile(pixels, q, axis=0) for key, q in QUANTILES.items()}}
+        for key, value in expected.items():
+            assert stats[key].shape == (3, 1, 1) and np.allclose(stats[key].ravel(), value, atol=1e-12), key
+        assert stats["count"].tolist() == [len(frames)]
+
+
 @pytest.mark.render
 def test_lerobot_dataset_follows_the_v3_format_and_holds_the_episodes(wx_run, tmp_path):
     import av
