@@ -89,15 +89,15 @@ def main() -> int:
     env.close()
     frames = store.total_steps + store.total_episodes
 
-    t0 = time.perf_counter()
-    files = export_mcap(run, work / "mcap")
-    mcap_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    export_mcap(run, work / "mcap_png", McapExportConfig(per="run", image_format="png"))
-    png_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    dataset = export_lerobot(run, work / "lerobot")
-    lerobot_s = time.perf_counter() - t0
+    def timed(fn, *a, **kw):  # (result, wall s, CPU s of this process)
+        w, c = time.perf_counter(), time.process_time()
+        out = fn(*a, **kw)
+        return out, round(time.perf_counter() - w, 3), round(time.process_time() - c, 3)
+
+    files, mcap_s, mcap_cpu = timed(export_mcap, run, work / "mcap")
+    png_config = McapExportConfig(per="run", image_format="png")
+    _, png_s, png_cpu = timed(export_mcap, run, work / "mcap_png", png_config)
+    dataset, lerobot_s, lerobot_cpu = timed(export_lerobot, run, work / "lerobot")
     if args.preview:
         render_preview(files[0], args.preview)
 
@@ -106,9 +106,9 @@ def main() -> int:
 
     result = {
         "bench": "export_preview", "trials": args.trials, "frames": frames, "record_s": round(record_s, 2),
-        "mcap_raw_s": round(mcap_s, 3), "mcap_raw_bytes": size(work / "mcap"),
-        "mcap_png_run_s": round(png_s, 3), "mcap_png_bytes": size(work / "mcap_png"),
-        "lerobot_s": round(lerobot_s, 3), "lerobot_bytes": size(dataset),
+        "mcap_raw_s": mcap_s, "mcap_raw_cpu_s": mcap_cpu, "mcap_raw_bytes": size(work / "mcap"),
+        "mcap_png_run_s": png_s, "mcap_png_cpu_s": png_cpu, "mcap_png_bytes": size(work / "mcap_png"),
+        "lerobot_s": lerobot_s, "lerobot_cpu_s": lerobot_cpu, "lerobot_bytes": size(dataset),
         "episode_files_bytes": size(rd.episodes_dir), "work": str(work),
         "cpu_count": os.cpu_count(), "loadavg_1min": os.getloadavg()[0],
     }

@@ -170,7 +170,7 @@ class _Layout:
         return features
 
 
-def frame_columns(episode: Episode, layout: _Layout, episode_index: int, first_index: int,
+def _frame_columns(episode: Episode, layout: _Layout, episode_index: int, first_index: int,
                   task_index: int) -> dict[str, np.ndarray]:
     """The data rows of one episode, as {feature: array with one row per frame}."""
     n = episode.num_frames
@@ -373,7 +373,7 @@ def _write_dataset(run: RunEpisodes, layout: _Layout, out: Path, config: LeRobot
         for episode_index, episode in enumerate(run):
             name = task_name(episode)
             task_index = tasks.setdefault(name, len(tasks))
-            columns = frame_columns(episode, layout, episode_index, total, task_index)
+            columns = _frame_columns(episode, layout, episode_index, total, task_index)
             table = pa.table({f.name: _arrow_column(columns[f.name], f.type) for f in schema}, schema=schema)
             if writer is not None and data_files.full(table.nbytes):
                 writer.close()
