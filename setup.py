@@ -23,6 +23,10 @@ NODES = [
 ]
 
 
+EXPORT = ["mcap>=1.1,<2", "mcap-ros2-support>=0.5,<1", "av>=12,<19", "pyarrow>=14,<27", "pandas>=2,<4"]
+GYM = ["gymnasium>=1.0,<2"]
+
+
 def _tree(src: str) -> list[tuple[str, list[str]]]:
     """data_files rows that mirror every file below `src` into share/meld_ros/src."""
     rows: dict[str, list[str]] = {}
@@ -71,9 +75,12 @@ setup(
     ],
     extras_require={
         "sim": ["mujoco>=3.1,<5"],
+        # `meld export` (MCAP with ROS 2 messages, LeRobot datasets) and the gymnasium environments
+        "export": EXPORT,
+        "gym": GYM,
         # ruff changes its rules in minor releases: bounded at the next one
         "test": ["mujoco>=3.1,<5", "pytest>=7,<10", "pytest-timeout>=2.1,<3", "ruff>=0.4,<0.18",
-                 "yourdfpy>=0.0.56,<0.1", "hypothesis>=6.100,<7"],
+                 "yourdfpy>=0.0.56,<0.1", "hypothesis>=6.100,<7", *EXPORT, *GYM],
     },
     zip_safe=True,
     maintainer="meld_ros developers",

@@ -4,6 +4,7 @@
     meld info
     meld train --env point_nav --preset smoke --run-dir runs/point_smoke
     meld eval --run-dir runs/point_smoke --episodes-per-trial 2 --rounds 3
+    meld export --run-dir runs/point_smoke --format mcap --out exports/point_smoke
 
 Each subcommand is a `_cmd_<name>(args)` function registered in `build_parser()`. Heavy imports
 (torch, mujoco) happen inside the subcommand, so `meld --help` stays instant. Errors a user can fix
@@ -115,6 +116,37 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    """Write a run's episodes as MCAP files (ROS 2 messages) or as a LeRobot dataset."""
+    from meld_core.data.run_episodes import ExportError
+
+    try:
+        if args.format == "mcap":
+            from meld_core.data.mcap_export import McapExportConfig, export_mcap
+
+            config = McapExportConfig(per=args.per, image_format=args.images)
+            files = export_mcap(args.run_dir, args.out, config, select=args.episodes)
+            print(f"wrote {len(files)} MCAP file(s) to {args.out} (Foxglove; `ros2 bag info FILE`)")
+            if args.preview:
+                from meld_core.data.preview import render_preview
+
+                print(f"preview of {files[0].name}: {render_preview(files[0], args.preview)}")
+        else:
+            from meld_core.data.lerobot_export import LeRobotExportConfig, export_lerobot
+
+            if args.preview:
+                raise CliError("--preview draws an MCAP file; use it with --format mcap")
+            config = LeRobotExportConfig(crf=args.crf)
+            out = export_lerobot(args.run_dir, args.out, config, select=args.episodes)
+            print(f"wrote a LeRobot dataset (v3.0) to {out}")
+    except ImportError as exc:
+        raise CliError(f"{exc.name} is missing: install the export extra "
+                       "(pip install -e '.[export]')") from None
+    except (ExportError, ValueError) as exc:
+        raise CliError(str(exc)) from None
+    return 0
+
+
 def _cmd_rig(args: argparse.Namespace) -> int:
     """Talk to the reset rig without ROS: status, home, move, stop (see hardware/reset_rig/)."""
     from meld_core.hardware.reset_rig import ResetRig, ResetRigConfig, ResetRigError
@@ -188,6 +220,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stochastic", action="store_true",
                    help="sample actions (as the reference) instead of using the policy mean")
     p.set_defaults(func=_cmd_eval)
+
+    p = sub.add_parser("export", help="write a run's episodes as MCAP (ROS 2) or a LeRobot dataset",
+                       description="Export the episodes of a run directory. --format mcap: MCAP files of "
+                                   "ROS 2 messages on the robot graph's topics (Foxglove, ros2 bag). "
+                                   "--format lerobot: a LeRobot dataset (v3.0: parquet, H.264 MP4, meta).")
+    p.add_argument("--run-dir", required=True, metavar="DIR", help="run directory (meld train, agent node)")
+    p.add_argument("--format", required=True, choices=("mcap", "lerobot"), help="mcap or lerobot")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder (lerobot: new or empty)")
+    p.add_argument("--episodes", metavar="IDS", help="ids and ranges, e.g. 0-99,120,200- (default: all)")
+    p.add_argument("--per", default="trial", help="mcap: one file per trial (default), episode, or run")
+    p.add_argument("--images", default="raw",
+                   help="mcap: raw (sensor_msgs/Image, exact; default), png or jpeg (CompressedImage)")
+    p.add_argument("--crf", type=int, default=18, help="lerobot: H.264 quality, 0 (best) to 51; default 18")
+    p.add_argument("--preview", metavar="PNG", help="mcap: also draw the first file, Foxglove-like")
+    p.set_defaults(func=_cmd_export)
 
     p = sub.add_parser("rig", help="reset rig over USB serial: status, home, move, stop")
     rig_sub = p.add_subparsers(dest="rig_command", metavar="ACTION")

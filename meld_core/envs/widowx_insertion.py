@@ -32,7 +32,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from meld_core.envs.base import EnvSpec, Observation, Task
+from meld_core.envs.base import (
+    APPLIED_VELOCITY,
+    COMMANDED_VELOCITY,
+    JOINT_POSITIONS,
+    JOINT_VELOCITIES,
+    STAMP,
+    EnvSpec,
+    Observation,
+    Task,
+)
 from meld_core.envs.offscreen import OffscreenRenderer, RenderError  # noqa: F401 (re-exported)
 from meld_core.robot.kinematics import ARM_JOINTS, WidowXKinematics
 from meld_core.robot.profile import RobotProfile
@@ -260,7 +269,8 @@ class WidowXInsertionEnv:
                              "commands are replaced sooner than they are")
         self.spec = EnvSpec(name=ENV_NAME, image_shape=cfg.image_shape,
                             action_dim=len(self.profile.joint_names), episode_length=cfg.episode_length,
-                            control_hz=cfg.control_hz)
+                            control_hz=cfg.control_hz, cameras=("scene", "wrist"),
+                            joint_names=tuple(self.profile.joint_names))
         self.rig = RigGeometry(urdf)
         self.safety = self.profile.safety_filter()
         self._mj = mujoco
@@ -282,6 +292,7 @@ class WidowXInsertionEnv:
                             for i in range(cfg.num_ports)]
         self._renderer = None
         self._video_renderer = None
+        self._time_before_reset = 0.0  # simulated seconds of earlier episodes (MuJoCo's clock restarts)
         self.task: Task | None = None
         self._goal = InsertionGoal(port=0)
         self._port_poses: list[np.ndarray] = []
@@ -311,6 +322,7 @@ class WidowXInsertionEnv:
 
     def reset(self) -> Observation:
         mj = self._mj
+        self._time_before_reset += self.data.time
         mj.mj_resetData(self.model, self.data)
         q = np.asarray(self.profile.home_q, dtype=float)
         if self.config.reset_noise_rad > 0:
@@ -318,17 +330,20 @@ class WidowXInsertionEnv:
         self.data.qpos[self._qadr] = self.kinematics.clip_to_limits(q)
         mj.mj_forward(self.model, self.data)
         _, _, _, info = self._reward()
-        return Observation(image=self._image(), info=info)
+        return Observation(image=self._image(), info=self._with_joint_state(info))
 
     def step(self, action: np.ndarray) -> Observation:
         action = np.asarray(action, dtype=float).reshape(-1)
         if action.shape == (self.spec.action_dim,):
             action = np.clip(action, -1.0, 1.0)  # NaN stays NaN: the safety filter zeros it
-        command = self.step_velocity(action * self.config.action_scale)
+        commanded = action * self.config.action_scale
+        command = self.step_velocity(commanded)
         dense, sparse, success, info = self._reward()
         info["safety_events"] = command.events
+        info[COMMANDED_VELOCITY] = commanded.tolist()
+        info[APPLIED_VELOCITY] = np.asarray(command.velocity, dtype=float).tolist()
         return Observation(image=self._image(), dense_reward=dense, sparse_reward=sparse, success=success,
-                           info=info)
+                           info=self._with_joint_state(info))
 
     def render_frame(self) -> np.ndarray:
         """Scene | wrist at `video_size`, side by side, with the goal port marked in red."""
@@ -422,6 +437,13 @@ class WidowXInsertionEnv:
         return self.kinematics.tool_pose(self.joint_state()[0])
 
     # --- internals ------------------------------------------------------------------------------
+
+    def _with_joint_state(self, info: dict) -> dict:
+        """`info` plus the per-frame state of the TaskEnv convention (stamp = simulated time)."""
+        q, qdot = self.joint_state()
+        info.update({STAMP: self._time_before_reset + float(self.data.time), JOINT_POSITIONS: q.tolist(),
+                     JOINT_VELOCITIES: qdot.tolist()})
+        return info
 
     def _image(self) -> np.ndarray:
         images = self.camera_images()

@@ -360,12 +360,15 @@ class Trainer:
 
     # -- what the loop shares with its hooks -------------------------------------------------------
     def _store(self, rollout: RolloutEpisode) -> None:
-        """Stamp the episode with the phase, iteration and trial it belongs to, and store it."""
+        """Stamp the episode with the run, phase, iteration and trial it belongs to and the gradient steps
+        of the policy that acted (its weights: checkpoints are named after the global step), and store it."""
         episode = rollout.episode
         if rollout.position_in_trial == 0:
             self._trial_id = self.replay.next_episode_id()
-        episode.meta.update(phase=self.counters.phase, iteration=self.counters.iteration,
-                            trial=self._trial_id)
+        episode.meta.update(run=self.run_dir.root.resolve().name, phase=self.counters.phase,
+                            iteration=self.counters.iteration, trial=self._trial_id)
+        episode.meta.setdefault("policy", {}).update(model_steps=self.counters.model_steps,
+                                                     ac_steps=self.counters.ac_steps)
         self.replay.add(episode)
         crash_point("episode_stored", self.counters.phase)
         self.counters.episodes += 1
