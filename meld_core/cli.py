@@ -131,6 +131,13 @@ def _cmd_export(args: argparse.Namespace) -> int:
                 from meld_core.data.preview import render_preview
 
                 print(f"preview of {files[0].name}: {render_preview(files[0], args.preview)}")
+        elif args.format == "policy":
+            from meld_core.data.policy_export import export_policy
+
+            path = export_policy(args.run_dir, args.out, args.checkpoint or "best")
+            size = path.stat().st_size / 1e6
+            print(f"wrote the policy of {args.run_dir} ({args.checkpoint or 'best'} checkpoint) to "
+                  f"{args.out} ({size:.1f} MB); meta-test it: meld eval --run-dir {args.out}")
         else:
             from meld_core.data.lerobot_export import LeRobotExportConfig, export_lerobot
 
@@ -221,12 +228,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="sample actions (as the reference) instead of using the policy mean")
     p.set_defaults(func=_cmd_eval)
 
-    p = sub.add_parser("export", help="write a run's episodes as MCAP (ROS 2) or a LeRobot dataset",
+    p = sub.add_parser("export", help="write a run's episodes as MCAP (ROS 2) or a LeRobot dataset, or its "
+                                      "policy as a minimal run directory",
                        description="Export the episodes of a run directory. --format mcap: MCAP files of "
                                    "ROS 2 messages on the robot graph's topics (Foxglove, ros2 bag). "
-                                   "--format lerobot: a LeRobot dataset (v3.0: parquet, H.264 MP4, meta).")
+                                   "--format lerobot: a LeRobot dataset (v3.0: parquet, H.264 MP4, meta). "
+                                   "--format policy: the networks of one checkpoint with the run's config "
+                                   "and tasks, which meld eval meta-tests (no episodes, no optimisers).")
     p.add_argument("--run-dir", required=True, metavar="DIR", help="run directory (meld train, agent node)")
-    p.add_argument("--format", required=True, choices=("mcap", "lerobot"), help="mcap or lerobot")
+    p.add_argument("--format", required=True, choices=("mcap", "lerobot", "policy"),
+                   help="mcap, lerobot or policy")
+    p.add_argument("--checkpoint", metavar="NAME",
+                   help="policy: 'best' (default: best on train-task validation), 'latest' or a file")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (lerobot: new or empty)")
     p.add_argument("--episodes", metavar="IDS", help="ids and ranges, e.g. 0-99,120,200- (default: all)")
     p.add_argument("--per", default="trial", help="mcap: one file per trial (default), episode, or run")

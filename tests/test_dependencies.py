@@ -16,13 +16,26 @@ UPPER = ("<", "<=", "==", "~=", "===")
 
 
 def declared() -> list[str]:
+    """Every requirement string in setup.py's install_requires and extras_require (lists may splice
+    module-level lists of literals, e.g. `"test": [..., *EXPORT]`)."""
     tree = ast.parse((ROOT / "setup.py").read_text())
+    names = {t.id: ast.literal_eval(n.value) for n in tree.body if isinstance(n, ast.Assign)
+             for t in n.targets if isinstance(t, ast.Name) and isinstance(n.value, ast.List)}
+
+    def strings(node: ast.AST) -> list[str]:
+        if isinstance(node, ast.Name):
+            return list(names[node.id])
+        out = []
+        for item in node.elts:
+            out.extend(strings(item.value) if isinstance(item, ast.Starred) else [ast.literal_eval(item)])
+        return out
+
     call = next(n for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "id", "") == "setup")
     kw = {k.arg: k.value for k in call.keywords}
-    reqs = list(ast.literal_eval(kw["install_requires"]))
-    for extra in ast.literal_eval(kw["extras_require"]).values():
-        reqs.extend(extra)
-    return reqs
+    reqs = strings(kw["install_requires"])
+    for extra in kw["extras_require"].values:
+        reqs.extend(strings(extra))
+    return sorted(set(reqs))
 
 
 @pytest.mark.parametrize("line", declared())

@@ -346,13 +346,17 @@ class MeldAgent:
         self.reset_belief()
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore everything `state_dict` saved; the belief is reset."""
+        """Restore everything `state_dict` saved; the belief is reset. An exported policy
+        (`weights_only`: networks and config, see meld_core.data.policy_export) restores the networks."""
         cfg = state["config"]
         mine = {"model": dataclasses.asdict(self.model_cfg), "sac": dataclasses.asdict(self.sac_cfg),
                 "action_dim": self.action_dim}
         if _normalise(cfg["model"]) != _normalise(mine["model"]) or cfg["action_dim"] != self.action_dim:
             raise ValueError("checkpoint was saved with a different model config or action_dim; build the "
                              f"agent from the checkpoint's config: {cfg}")
+        if state.get("weights_only"):
+            self.load_weights(state)
+            return
         self.model.load_state_dict(state["model"])
         self.sac.load_state_dict(state["sac"])
         self.model_opt.load_state_dict(state["model_opt"])

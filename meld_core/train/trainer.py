@@ -57,7 +57,7 @@ from meld_core.train.evaluation import EvalResult, EvaluationHook
 from meld_core.train.hooks import CheckpointHook, MetricsHook, ProgressHook, TrainerHooks
 from meld_core.train.metrics import MetricsLogger
 from meld_core.train.rollout import RolloutEpisode, run_trial
-from meld_core.train.rundir import CHECKPOINT_FORMAT, RunDir
+from meld_core.train.rundir import CHECKPOINT_FORMAT, RunDir, RunDirError
 from meld_core.train.setup import (
     check_spec,
     check_tasks,
@@ -251,6 +251,9 @@ class Trainer:
         found = self.run_dir.load_resume_checkpoint() if self.resume else None
         if found is not None:
             path, state = found
+            if state["agent"].get("weights_only"):
+                raise RunDirError(f"{self.run_dir.root} holds an exported policy (networks only): meld eval "
+                                  "meta-tests it; to train from it, start a new run with init_from set to it")
             self.agent.load_state_dict(state["agent"])
             self.counters = Counters.from_dict(state["counters"])
             self.rng.bit_generator.state = state["trainer_rng"]
