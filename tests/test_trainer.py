@@ -12,7 +12,7 @@ from meld_core.algo.replay import ReplayStore
 from meld_core.config import RunConfig, config_from_dict
 from meld_core.config.presets import UnknownPresetError, preset_config
 from meld_core.envs.point_nav import PointNavConfig, PointNavEnv
-from meld_core.train.evaluation import evaluate, evaluate_run, validation_tasks
+from meld_core.train.evaluation import evaluate, evaluate_run, read_latest, validation_tasks
 from meld_core.train.hooks import TrainerHooks
 from meld_core.train.metrics import read_metrics_csv
 from meld_core.train.rundir import RunDir, RunDirError
@@ -24,6 +24,12 @@ def tiny(**train):
     """The smoke preset, trimmed further for unit tests."""
     cfg = preset_config("point_nav", "smoke")
     return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, **train)) if train else cfg
+
+
+def latest_eval(eval_root):
+    """The newest evaluation folder (eval/latest.json) and its summary.json."""
+    folder = eval_root / read_latest(eval_root)["folder"]
+    return folder, json.loads((folder / "summary.json").read_text())
 
 
 def episode_ids(run_dir):
@@ -83,11 +89,14 @@ def test_smoke_run_leaves_every_artefact(tmp_path):
     assert rd.latest_checkpoint() is not None and len(rd.checkpoint_paths()) <= t.keep_checkpoints
     assert list((run / "tb").glob("events.out.tfevents.*"))
     tags = {row["tag"] for row in read_metrics_csv(run / "metrics.csv")}
-    assert {"eval/success_0", "eval/success_1", "model/elbo", "ac/alpha", "speed/env_steps_per_s"} <= tags
-    summary = json.loads((run / "eval" / "summary.json").read_text())
+    assert {"eval/success_ep1", "eval/success_ep2", "model/elbo", "ac/alpha", "speed/env_steps_per_s",
+            "pretrain/elbo"} <= tags
+    folder, summary = latest_eval(run / "eval")
+    assert folder.name == f"step_{c.env_steps:09d}" and summary["final"] and summary["source"] == "training (end)"
     assert len(summary["success_per_position"]) == E and summary["videos"] and summary["plots"]
-    assert (run / "eval" / summary["videos"][0]).stat().st_size > 1000
-    assert "all held-out tasks" in (run / "eval" / "success.md").read_text()
+    assert (folder / summary["videos"][0]).stat().st_size > 1000
+    assert "all held-out tasks" in (folder / "success.md").read_text()
+    assert not (run / "eval" / "summary.json").exists()  # every evaluation in its own folder
     assert json.loads((run / "progress.json").read_text())["status"] == "finished"
 
 
@@ -163,7 +172,7 @@ def test_sparse_stage_reads_a_stage_one_run_as_offline_data(tmp_path):
     trainer = run_training(cfg, tmp_path / "stage2", progress_bars=False)
     assert trainer.replay.offline is not None and trainer.replay.offline.total_episodes == n_stage1
     assert len(episode_ids(stage1)) == n_stage1  # nothing written into the stage-1 run
-    summary = json.loads((tmp_path / "stage2" / "eval" / "summary.json").read_text())
+    _, summary = latest_eval(tmp_path / "stage2" / "eval")
     assert summary["reward_input"] == "sparse"
 
 
@@ -252,7 +261,7 @@ def test_evaluate_reports_reached_at_any_frame_apart_from_final_success():
     result = evaluate(PassThroughGoal(env), env, env.eval_tasks, 2, 1, "sparse")
     assert result.success_per_position == [0.0, 0.0]
     assert result.reached_per_position == [0.0, 1.0]
-    assert result.scalars()["reached_1"] == 1.0 and result.summary()["reached_per_position"] == [0.0, 1.0]
+    assert result.scalars()["reached_ep2"] == 1.0 and result.summary()["reached_per_position"] == [0.0, 1.0]
 
 
 def test_validation_tasks_spread_over_the_list_and_cycle():
@@ -295,7 +304,7 @@ def test_validation_keeps_the_best_checkpoint_newest_on_ties(tmp_path, monkeypat
     best = rd.load_checkpoint(rd.resolve_checkpoint("best"))
     assert best["counters"] == info["counters"]
     tags = {row["tag"] for row in read_metrics_csv(run / "metrics.csv")}
-    assert {"validation/success_0", "validation/success_1"} <= tags
+    assert {"validation/success_ep1", "validation/success_ep2"} <= tags
 
     # A resumed run remembers the best score: a worse validation keeps best.pt, an equal one replaces it.
     scripted_validation(monkeypatch, [0.5, 1.0])

@@ -48,17 +48,19 @@ from meld_core.algo.replay import ReplayStore
 from meld_core.config import RunConfig
 from meld_core.envs.base import EnvSpec, TaskEnv
 from meld_core.train.evaluation import EvalResult, EvaluationHook
-from meld_core.train.hooks import CheckpointHook, MetricsHook, ProgressHook, TrainerHooks
+from meld_core.train.hooks import CheckpointHook, ConsoleProgress, MetricsHook, ProgressHook, TrainerHooks
 from meld_core.train.metrics import MetricsLogger
 from meld_core.train.rollout import RolloutEpisode, run_trial
 from meld_core.train.rundir import RunDir
 from meld_core.train.setup import (
+    check_run_dir,
     check_spec,
     check_tasks,
     load_offline,
     load_run_config,
     owed_iterations,
     prepare_run_dir,
+    task_lists,
 )
 
 logger = logging.getLogger(__name__)
@@ -128,8 +130,9 @@ class Trainer:
         self._env_factory = env_factory
         self._agent_factory = agent_factory
         self._replay_factory = replay_factory or ReplayStore.load
+        console = [ConsoleProgress()] if progress_bars else []
         self.hooks: list[TrainerHooks] = [MetricsHook(), EvaluationHook(), CheckpointHook(), ProgressHook(),
-                                          *hooks]
+                                          *console, *hooks]
         self.resume = resume
         self.progress_bars = progress_bars
         self.counters = Counters()
@@ -167,10 +170,11 @@ class Trainer:
     def run(self) -> Counters:
         """Run (or continue) training until the budget is spent or a stop is requested."""
         self._started = time.monotonic()
-        prepare_run_dir(self.run_dir, self.config, self.resume)
-        self._metrics = MetricsLogger(self.run_dir.metrics_csv, self.run_dir.tb_dir).open()
+        check_run_dir(self.run_dir, self.config, self.resume)
         try:
-            self._build()
+            self._build()  # env, agent, replay, checkpoint and every check: nothing written yet
+            prepare_run_dir(self.run_dir, self.config, task_lists(self.env))
+            self._metrics = MetricsLogger(self.run_dir.metrics_csv, self.run_dir.tb_dir).open()
             self.emit("on_start")
             self.set_status("running")
             if self.counters.phase == "warmup":
@@ -183,14 +187,16 @@ class Trainer:
             self.set_status("stopped" if self.stop_requested else "finished")
             return self.counters
         except BaseException:
-            self.set_status("failed")
+            if self._metrics is not None:  # the run directory exists
+                self.set_status("failed")
             raise
         finally:
             try:
                 if self.env is not None:
                     self.env.close()
             finally:
-                self._metrics.close()
+                if self._metrics is not None:
+                    self._metrics.close()
 
     def _build(self) -> None:
         """Env, agent and replay from the factories; counters from the newest checkpoint (resume)."""
@@ -225,45 +231,37 @@ class Trainer:
         """Random-policy trials on every train task; counts what is already on disk (resume)."""
         t, tasks = self.config.train, list(self.env.train_tasks)
         self._set_phase("warmup")
-        need = t.init_collect_trials_per_task * t.episodes_per_trial
-        have = sum(min(self.replay.num_episodes(task.index), need) for task in tasks)
-        with self._bar(need * len(tasks), have, "warm-up (random policy)", "episode") as bar:
-            for task in tasks:
-                while self.replay.num_episodes(task.index) < need and not self.stop_requested:
-                    left = need - self.replay.num_episodes(task.index)
-                    run_trial(self.env, task, min(t.episodes_per_trial, left), agent=None, rng=self.rng,
-                              on_episode=lambda ep: (self._store(ep), bar.update(1)),
-                              should_stop=lambda: self.stop_requested)
+        need = self._warmup_episodes_per_task()
+        for task in tasks:
+            while self.replay.num_episodes(task.index) < need and not self.stop_requested:
+                left = need - self.replay.num_episodes(task.index)
+                run_trial(self.env, task, min(t.episodes_per_trial, left), agent=None, rng=self.rng,
+                          on_episode=self._store, should_stop=lambda: self.stop_requested)
         if not self.stop_requested:
             self._set_phase("pretrain")
 
     def _pretrain(self) -> None:
-        target = int(self.replay.total_steps * self.config.train.init_model_train_ratio)
         self._set_phase("pretrain")
-        with self._bar(target, self.counters.pretrain_steps, "model pre-training", "step") as bar:
-            while self.counters.pretrain_steps < target and not self.stop_requested:
-                self.counters.pretrain_steps += 1
-                self._gradient_step("model")
-                bar.update(1)
+        target = self._pretrain_steps()
+        while self.counters.pretrain_steps < target and not self.stop_requested:
+            self.counters.pretrain_steps += 1
+            self._gradient_step("model")
         if not self.stop_requested:
             self._set_phase("train")
 
     def _train_loop(self) -> None:
         t = self.config.train
-        with self._bar(t.num_iterations, min(self.counters.iteration, t.num_iterations),
-                       "meta-training", "iter") as bar:
-            while self.counters.iteration < t.num_iterations and not self.stop_requested:
-                # -- collect: one trial on each of `tasks_to_collect_per_iter` train tasks, unless a
-                # resumed run still owes the gradient steps of a trial it had collected --
-                collected = self._owed.pop(0) if self._owed else self._collect()
-                if self.stop_requested:
-                    break  # an unfinished trial stays as data and is not an iteration
-                # -- train: gradient steps in proportion to the env steps just collected --
-                if not self._train(collected):
-                    break  # training cut short: not counted; a resume trains this iteration again
-                self.counters.iteration += 1
-                bar.update(1)
-                self.emit("on_iteration")
+        while self.counters.iteration < t.num_iterations and not self.stop_requested:
+            # -- collect: one trial on each of `tasks_to_collect_per_iter` train tasks, unless a
+            # resumed run still owes the gradient steps of a trial it had collected --
+            collected = self._owed.pop(0) if self._owed else self._collect()
+            if self.stop_requested:
+                break  # an unfinished trial stays as data and is not an iteration
+            # -- train: gradient steps in proportion to the env steps just collected --
+            if not self._train(collected):
+                break  # training cut short: not counted; a resume trains this iteration again
+            self.counters.iteration += 1
+            self.emit("on_iteration")
         if not self.stop_requested and self.counters.iteration >= t.num_iterations:
             self._set_phase("done")
 
@@ -319,10 +317,15 @@ class Trainer:
         for hook in self.hooks:
             getattr(hook, event)(self, *args)
 
-    def log(self, prefix: str, values: dict[str, float]) -> None:
-        """Scalars to TensorBoard and metrics.csv at the current counters."""
+    def log(self, prefix: str, values: dict[str, float], *, step: int | None = None) -> None:
+        """Scalars to TensorBoard (x: env steps, or `step`) and metrics.csv at the current counters."""
         if self._metrics is not None:
-            self._metrics.log(prefix, values, self.counters.global_step, self.counters.env_steps)
+            self._metrics.log(prefix, values, self.counters.global_step, self.counters.env_steps, step=step)
+
+    @property
+    def metrics(self) -> MetricsLogger | None:
+        """The run's TensorBoard/CSV writer while the run is open (hooks add images, videos, text)."""
+        return self._metrics
 
     def set_status(self, status: str) -> None:
         self._status = status
@@ -335,11 +338,25 @@ class Trainer:
         self.counters.phase = phase
         self.emit("on_phase", phase)
 
-    def _bar(self, total: int, initial: int, desc: str, unit: str) -> Any:
-        from tqdm import tqdm
+    def _warmup_episodes_per_task(self) -> int:
+        t = self.config.train
+        return t.init_collect_trials_per_task * t.episodes_per_trial
 
-        return tqdm(total=total, initial=initial, desc=desc, unit=unit, leave=False,
-                    disable=None if self.progress_bars else True, dynamic_ncols=True)
+    def _pretrain_steps(self) -> int:
+        """Model pre-training steps: in proportion to the warm-up's env steps (the replay holds only them)."""
+        return int(self.replay.total_steps * self.config.train.init_model_train_ratio)
+
+    def phase_progress(self) -> tuple[int, int, str]:
+        """(done, total, unit) of the running phase: warm-up episodes, pre-training model steps or
+        training iterations (for progress displays)."""
+        c, t = self.counters, self.config.train
+        if c.phase == "warmup" and self.replay is not None and self.env is not None:
+            need = self._warmup_episodes_per_task()
+            done = sum(min(self.replay.num_episodes(task.index), need) for task in self.env.train_tasks)
+            return done, need * len(self.env.train_tasks), "episodes"
+        if c.phase == "pretrain":
+            return c.pretrain_steps, max(self._pretrain_steps(), c.pretrain_steps), "model steps"
+        return min(c.iteration, t.num_iterations), t.num_iterations, "iterations"
 
     def checkpoint_state(self) -> dict[str, Any]:
         return {
