@@ -271,3 +271,70 @@ def test_sigkill_mid_training_then_resume(tmp_path):
     warmup, per_iteration = 3 * 2, 2
     assert warmup + iterations * per_iteration <= len(after) <= warmup + iterations * per_iteration + 1
     assert final["model_steps"] >= at_kill["model_steps"] and final["ac_steps"] >= at_kill["ac_steps"]
+
+
+def start_training(run, *args):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen([sys.executable, "-m", "meld_core.cli", "train", "--env", "point_nav", "--preset",
+                             "smoke", "--run-dir", str(run), *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+
+
+def wait_for_iteration(proc, run, iteration, timeout=120):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        p = read_progress(run)
+        if p.get("phase") == "train" and p.get("iteration", 0) >= iteration:
+            return
+        if proc.poll() is not None:
+            pytest.fail(f"training ended early: {proc.stderr.read()[-2000:]}")
+        time.sleep(0.02)
+    pytest.fail(f"training did not reach iteration {iteration} within {timeout} s")
+
+
+def test_without_a_terminal_status_lines_are_printed(tmp_path):
+    proc = start_training(tmp_path / "run", "--iterations", "3", "--status-interval", "0.05")
+    out, err = proc.communicate(timeout=240)
+    assert proc.returncode == 0, err[-3000:]
+    status = [line for line in err.splitlines() if " status: " in line]
+    assert len(status) >= 5, err[-3000:]
+    assert any("meta-training 1/3 iterations (33%)" in line and "env steps/s" in line and "ETA" in line
+               for line in status), err[-3000:]
+    assert any(line.split(" status: ")[1].startswith("model pre-training") for line in status)
+    assert "\r" not in err  # no progress bar redrawn into a log file
+    assert "success ep 2" in out
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_with_status_3_and_says_how_to_resume(tmp_path):
+    run = tmp_path / "run"
+    proc = start_training(run, "--iterations", "200")
+    try:
+        wait_for_iteration(proc, run, 1)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == cli.EXIT_STOPPED == 3, err[-3000:]
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("meld: stopped at train (iteration ") and "/200" in last, err[-3000:]
+    assert last.endswith(f"; resume with: meld train --run-dir {run} --resume")
+    assert "all held-out tasks" not in out  # no old evaluation table passed off as the result
+    assert read_progress(run)["status"] == "stopped"
+    # the printed command continues the run
+    result = meld("train", "--run-dir", str(run), "--resume", "--iterations", str(read_progress(run)["iteration"] + 1))
+    assert result.returncode == 0, result.stderr[-3000:]
+    # a second Ctrl-C aborts at once
+    proc = start_training(tmp_path / "other", "--iterations", "200")
+    try:
+        wait_for_iteration(proc, tmp_path / "other", 1)
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.01)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == cli.EXIT_ABORTED == 130, err[-3000:]
+    assert err.strip().splitlines()[-1] == "meld: interrupted"

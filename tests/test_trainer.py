@@ -352,3 +352,74 @@ def test_a_resumed_run_trains_the_iterations_it_owes(tmp_path):
     assert (resumed.model_steps, resumed.ac_steps) == (whole.model_steps, whole.ac_steps)
     assert resumed.episodes == whole.episodes  # the owed iterations were trained, not collected again
     assert episode_ids(run) == list(range(resumed.episodes))
+
+
+def test_tensorboard_holds_env_step_curves_videos_plots_config_and_hparams(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    trainer = run_training(tiny(), tmp_path / "run", progress_bars=False)
+    c = trainer.counters
+    acc = EventAccumulator(str(tmp_path / "run" / "tb"), size_guidance={"images": 0, "scalars": 0, "tensors": 0})
+    acc.Reload()
+    tags = acc.Tags()
+    assert {"eval/video/trial_1", "eval/reward_prediction/trial_1"} <= set(tags["images"])
+    assert "config/text_summary" in tags["tensors"]
+    assert "_hparams_/experiment" in acc.summary_metadata and "_hparams_/session_start_info" in acc.summary_metadata
+    video = acc.Images("eval/video/trial_1")[-1]
+    assert video.encoded_image_string[:4] == b"GIF8" and video.step == c.env_steps
+    config_text = acc.Tensors("config/text_summary")[0].tensor_proto.string_val[0].decode()
+    assert "batch_size: 64" in config_text and "episode_length: 8" in config_text
+    # x-axis: env steps (the final evaluation happens at the run's last env step)
+    assert acc.Scalars("eval/success_ep2")[-1].step == c.env_steps
+    assert [e.step for e in acc.Scalars("speed/env_steps_per_s")] == sorted(
+        row["env_steps"] for row in read_metrics_csv(tmp_path / "run" / "metrics.csv")
+        if row["tag"] == "speed/env_steps_per_s")
+    assert acc.Scalars("pretrain/elbo")[-1].step == c.pretrain_steps  # pre-training has no env steps
+    assert max(row["global_step"] for row in read_metrics_csv(tmp_path / "run" / "metrics.csv")) == c.global_step
+
+
+def test_a_start_that_fails_before_the_loop_writes_nothing(tmp_path):
+    from meld_core.train.trainer import default_agent_factory
+
+    class BrokenAgent(RuntimeError):
+        pass
+
+    def agent_factory(config, spec):
+        raise BrokenAgent("no such device")
+
+    run = tmp_path / "run"
+    with pytest.raises(BrokenAgent):
+        Trainer(tiny(), run, agent_factory=agent_factory, progress_bars=False).run()
+    assert not run.exists()
+    trainer = Trainer(tiny(num_iterations=1), run, agent_factory=default_agent_factory, progress_bars=False)
+    trainer.run()
+    assert trainer.counters.phase == "done"
+    # a resume whose agent cannot be built leaves the run's files as they were
+    before = {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file()}
+    with pytest.raises(BrokenAgent):
+        Trainer(tiny(num_iterations=5), run, agent_factory=agent_factory, resume=True, progress_bars=False).run()
+    assert {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file()} == before
+
+
+def test_console_progress_bar_and_status_lines(tmp_path, caplog):
+    import io
+    import logging
+
+    from meld_core.train.hooks import ConsoleProgress
+
+    stream = io.StringIO()
+    run_training(tiny(num_iterations=2), tmp_path / "bars", progress_bars=False,
+                 hooks=[ConsoleProgress(bars=True, stream=stream)])
+    shown = stream.getvalue()
+    for text in ("warm-up (random policy)", "model pre-training", "meta-training", "elbo", "critic", "trial",
+                 "2/2"):
+        assert text in shown
+    with caplog.at_level(logging.INFO, logger="meld_core.train.progress"):
+        run_training(tiny(num_iterations=2), tmp_path / "lines", progress_bars=False,
+                     hooks=[ConsoleProgress(status_interval_s=1e-6, bars=False)])
+    lines = [r.getMessage() for r in caplog.records if r.name == "meld_core.train.progress"]
+    assert any(line.startswith("status: warm-up (random policy) ") for line in lines)
+    assert any("meta-training 1/2 iterations (50%)" in line and "env steps/s" in line and "ETA" in line
+               for line in lines)
+    assert any("held-out trial 1/2" in line for line in lines)  # during the evaluation too
+    assert any("eval success" in line for line in lines)

@@ -246,7 +246,7 @@ class ConsoleProgress(TrainerHooks):
             from tqdm import tqdm
 
             done, total, unit = trainer.phase_progress()
-            self._bar = tqdm(total=total, initial=done, desc=PHASE_NAMES[phase], unit=f" {unit}",
+            self._bar = tqdm(total=total, initial=done, desc=PHASE_NAMES[phase], unit=BAR_UNITS[unit],
                              leave=False, dynamic_ncols=True, file=self._stream or sys.stderr)
             self._refresh(trainer)
         else:
@@ -289,24 +289,25 @@ class ConsoleProgress(TrainerHooks):
         if self._bar is not None:
             done, total, _ = trainer.phase_progress()
             self._bar.total = total
-            self._bar.set_postfix_str(", ".join(filter(None, (self._evaluating, self._latest()))),
+            self._bar.set_postfix_str(" ".join(filter(None, (self._evaluating, self._latest(compact=True)))),
                                       refresh=False)
             self._bar.update(done - self._bar.n)
         elif not self._use_bars and time.monotonic() - self._last_line >= self.status_interval_s:
             self._status(trainer)
 
-    def _latest(self) -> str:
-        """The newest ELBO, critic loss, train-trial success and evaluation success per episode."""
+    def _latest(self, compact: bool = False) -> str:
+        """The newest ELBO, critic loss, success of the last train trial and of the last evaluation per
+        episode (`eval=0.50/0.90`: episode 1, episode 2)."""
         parts = []
         if self._elbo is not None:
-            parts.append(f"elbo {self._elbo:.4g}")
+            parts.append(("elbo", f"{self._elbo:.4g}"))
         if self._critic is not None:
-            parts.append(f"critic {self._critic:.3g}")
+            parts.append(("critic", f"{self._critic:.3g}"))
         if self._trial:
-            parts.append("trial " + "/".join(str(int(s)) for s in self._trial))
+            parts.append(("trial", "/".join(str(int(s)) for s in self._trial)))
         if self._eval:
-            parts.append("eval success " + "/".join(f"{s:.2f}" for s in self._eval))
-        return ", ".join(parts)
+            parts.append(("eval" if compact else "eval success", "/".join(f"{s:.2f}" for s in self._eval)))
+        return " ".join(f"{k}={v}" for k, v in parts) if compact else ", ".join(f"{k} {v}" for k, v in parts)
 
     def status_line(self, trainer: Trainer) -> str:
         """One line: phase and its progress, counters, speed, ETA, newest losses and success."""
@@ -341,5 +342,6 @@ class ConsoleProgress(TrainerHooks):
             self._bar = None
 
 
+BAR_UNITS = {"episodes": "ep", "model steps": "step", "iterations": "it"}
 PHASE_NAMES = {"warmup": "warm-up (random policy)", "pretrain": "model pre-training",
                "train": "meta-training", "done": "done"}
