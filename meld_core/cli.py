@@ -150,9 +150,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
     holder: list = []
 
     def stop(signum, frame):  # first Ctrl-C/SIGTERM: stop cleanly; second: abort
+        from tqdm import tqdm
+
         if holder and not holder[0].stop_requested:
-            print("meld: stopping after the running episode or gradient step (Ctrl-C again to abort)",
-                  file=sys.stderr)
+            tqdm.write("meld: stopping after the running episode or gradient step (Ctrl-C again to abort)",
+                       file=sys.stderr)  # above the progress bar
             holder[0].request_stop()
         else:
             raise KeyboardInterrupt

@@ -292,6 +292,7 @@ def wait_for_iteration(proc, run, iteration, timeout=120):
     pytest.fail(f"training did not reach iteration {iteration} within {timeout} s")
 
 
+@pytest.mark.slow
 def test_without_a_terminal_status_lines_are_printed(tmp_path):
     proc = start_training(tmp_path / "run", "--iterations", "3", "--status-interval", "0.05")
     out, err = proc.communicate(timeout=240)

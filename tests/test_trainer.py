@@ -12,7 +12,7 @@ from meld_core.algo.replay import ReplayStore
 from meld_core.config import RunConfig, config_from_dict
 from meld_core.config.presets import UnknownPresetError, preset_config
 from meld_core.envs.point_nav import PointNavConfig, PointNavEnv
-from meld_core.train.evaluation import evaluate, evaluate_run, read_latest, validation_tasks
+from meld_core.train.evaluation import evaluate, evaluate_run, validation_tasks
 from meld_core.train.hooks import TrainerHooks
 from meld_core.train.metrics import read_metrics_csv
 from meld_core.train.rundir import RunDir, RunDirError
@@ -28,7 +28,7 @@ def tiny(**train):
 
 def latest_eval(eval_root):
     """The newest evaluation folder (eval/latest.json) and its summary.json."""
-    folder = eval_root / read_latest(eval_root)["folder"]
+    folder = eval_root / json.loads((eval_root / "latest.json").read_text())["folder"]
     return folder, json.loads((folder / "summary.json").read_text())
 
 
