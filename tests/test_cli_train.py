@@ -74,7 +74,8 @@ def test_train_eval_and_bad_run_dirs(tmp_path, capsys):
     assert folder.name == f"latest_{progress['env_steps']:09d}"  # which checkpoint, at which env steps
     assert f"checkpoint latest: iteration 2, {progress['env_steps']} env steps" in result.stdout
     assert summary["num_trials"] == 2 and summary["rounds"] == 1 and summary["source"] == "meld eval"
-    assert len(summary["videos"]) == 1 and (folder / "overview.png").is_file() and "overview.png" in result.stdout
+    assert len(summary["videos"]) == 1 and (folder / "overview.png").is_file()
+    assert "overview.png" in result.stdout
     # the same command again without videos: a fresh folder, no stale video left from the first
     assert Result(capsys, "eval", "--run-dir", str(run), "--rounds", "1", "--videos", "0").returncode == 0
     assert not (folder / "videos").exists() and latest_eval(run / "eval")[1]["videos"] == []
@@ -153,14 +154,19 @@ def test_a_config_file_with_a_wrong_type_names_the_field(tmp_path, capsys):
     from meld_core.config.presets import preset_config
 
     good = dataclasses.asdict(preset_config("point_nav", "smoke"))
-    cases = [({"model": {**good["model"], "lr": "1e-3"}}, "RunConfig.model.lr: expected float, got the string '1e-3'"),
-             ({"model": {**good["model"], "base_depth": 4.5}}, "RunConfig.model.base_depth: expected int, got float 4.5"),
-             ({"env_config": {"episode_lenght": 30}}, "RunConfig.env_config: unknown key(s) ['episode_lenght']"),
-             ({"sac": {**good["sac"], "actor_hidden": "64"}}, "RunConfig.sac.actor_hidden: expected a list of int")]
+    cases = [({"model": {**good["model"], "lr": "1e-3"}},
+              "RunConfig.model.lr: expected float, got the string '1e-3'"),
+             ({"model": {**good["model"], "base_depth": 4.5}},
+              "RunConfig.model.base_depth: expected int, got float 4.5"),
+             ({"env_config": {"episode_lenght": 30}},
+              "RunConfig.env_config: unknown key(s) ['episode_lenght']"),
+             ({"sac": {**good["sac"], "actor_hidden": "64"}},
+              "RunConfig.sac.actor_hidden: expected a list of int")]
     for i, (change, needle) in enumerate(cases):
         path = tmp_path / f"config_{i}.yaml"
         path.write_text(yaml.safe_dump({**good, **change}))
-        one_line_error(Result(capsys, "train", "--config", str(path), "--run-dir", str(tmp_path / "run")), needle)
+        one_line_error(Result(capsys, "train", "--config", str(path), "--run-dir", str(tmp_path / "run")),
+                       needle)
     empty = tmp_path / "empty.yaml"
     empty.write_text("")
     one_line_error(Result(capsys, "train", "--config", str(empty), "--run-dir", str(tmp_path / "run")),
@@ -168,8 +174,8 @@ def test_a_config_file_with_a_wrong_type_names_the_field(tmp_path, capsys):
     assert not (tmp_path / "run").exists()
     path = tmp_path / "good.yaml"
     path.write_text(yaml.safe_dump({**good, "model": {**good["model"], "lr": 1e-3}}))
-    result = Result(capsys, "train", "--config", str(path), "--run-dir", str(tmp_path / "run"), "--iterations", "1",
-                    "--sac.batch_size=16")
+    result = Result(capsys, "train", "--config", str(path), "--run-dir", str(tmp_path / "run"),
+                    "--iterations", "1", "--sac.batch_size=16")
     assert result.returncode == 0, result.stderr[-3000:]
     stored = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
     assert stored["model"]["lr"] == 1e-3 and stored["sac"]["batch_size"] == 16
@@ -179,8 +185,9 @@ def test_overrides_are_stored_and_a_resumed_run_refuses_to_change(tmp_path, caps
     import yaml
 
     run = tmp_path / "run"
-    command = ("train", "--env", "point_nav", "--preset", "smoke", "--run-dir", str(run), "--sac.batch_size=16",
-               "--env_config.episode_length", "6", "--sac.td_across_resets=true", "--model.grad_clip=null")
+    command = ("train", "--env", "point_nav", "--preset", "smoke", "--run-dir", str(run),
+               "--sac.batch_size=16", "--env_config.episode_length", "6", "--sac.td_across_resets=true",
+               "--model.grad_clip=null")
     result = Result(capsys, *command, "--iterations", "1")
     assert result.returncode == 0, result.stderr[-3000:]
     stored = yaml.safe_load((run / "config.yaml").read_text())
@@ -190,7 +197,8 @@ def test_overrides_are_stored_and_a_resumed_run_refuses_to_change(tmp_path, caps
     for flags, needle in ((("--seed", "99"), "train.seed: 1 (run) vs 99 (command)"),
                           (("--preset", "paper"), "preset: 'smoke' (run) vs 'paper' (command)"),
                           (("--sac.batch_size=32",), "sac.batch_size: 16 (run) vs 32 (command)"),
-                          (("--env_config.episode_length=8",), "env_config.episode_length: 6 (run) vs 8 (command)")):
+                          (("--env_config.episode_length=8",),
+                           "env_config.episode_length: 6 (run) vs 8 (command)")):
         one_line_error(Result(capsys, "train", "--run-dir", str(run), "--resume", *flags), needle)
     # the iteration budget may change on resume, and the same command again with --resume is accepted
     result = Result(capsys, "train", "--run-dir", str(run), "--resume", "--iterations", "2")
@@ -204,8 +212,8 @@ def test_overrides_are_stored_and_a_resumed_run_refuses_to_change(tmp_path, caps
     assert result.returncode == 2 and "--model.base_depth" in result.stderr and "INT" in result.stderr
     result = Result(capsys, "train", "--run-dir", str(run), "--resume", "--sac.batch_sise=3")
     assert result.returncode == 2 and "--sac.batch_size" in result.stderr
-    one_line_error(Result(capsys, "train", "--run-dir", str(run), "--resume", "--seed", "2", "--train.seed=3"),
-                   "--seed and --train.seed both set train.seed")
+    one_line_error(Result(capsys, "train", "--run-dir", str(run), "--resume", "--seed", "2",
+                          "--train.seed=3"), "--seed and --train.seed both set train.seed")
 
 
 def test_train_help_shows_every_setting_with_the_presets_default_and_the_exit_statuses(capsys):
@@ -216,7 +224,8 @@ def test_train_help_shows_every_setting_with_the_presets_default_and_the_exit_st
     assert "--env_config.episode_length INT" in out and "--train.num_iterations INT" in out
     assert "exit status:" in out and "3 stopped by Ctrl-C or SIGTERM" in out
     result = Result(capsys, "train", "--help")
-    assert result.returncode == 0 and "--sac.batch_size INT" in result.stdout and "(default: 512)" in result.stdout
+    assert result.returncode == 0 and "--sac.batch_size INT" in result.stdout
+    assert "(default: 512)" in result.stdout
 
 
 def read_progress(run):
@@ -324,7 +333,8 @@ def test_ctrl_c_stops_with_status_3_and_says_how_to_resume(tmp_path):
     assert "all held-out tasks" not in out  # no old evaluation table passed off as the result
     assert read_progress(run)["status"] == "stopped"
     # the printed command continues the run
-    result = meld("train", "--run-dir", str(run), "--resume", "--iterations", str(read_progress(run)["iteration"] + 1))
+    more = str(read_progress(run)["iteration"] + 1)
+    result = meld("train", "--run-dir", str(run), "--resume", "--iterations", more)
     assert result.returncode == 0, result.stderr[-3000:]
     # a second Ctrl-C aborts at once
     proc = start_training(tmp_path / "other", "--iterations", "200")

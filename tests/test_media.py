@@ -31,7 +31,8 @@ def test_videos_are_h264_that_browsers_play(tmp_path):
     from meld_core.train.media import write_mp4
 
     y, x = np.mgrid[0:45, 0:61]
-    frames = [np.stack([x * 4, y * 5, np.full_like(x, 20 * k)], -1).astype(np.uint8) for k in range(12)]  # odd sides
+    # smooth pictures with odd sides
+    frames = [np.stack([x * 4, y * 5, np.full_like(x, 20 * k)], -1).astype(np.uint8) for k in range(12)]
     path = write_mp4(tmp_path / "v" / "trial.mp4", frames, fps=3.3)
     with av.open(str(path)) as container:
         stream = container.streams.video[0]

@@ -127,7 +127,8 @@ def test_trial_overview_draws_one_tile_per_task_with_each_episode_path(tmp_path)
         assert (overview == colour).all(-1).sum() > 20
     summary = write_eval_artefacts(result, tmp_path / "eval", fps=3.3, episode_length=env.spec.episode_length,
                                    overview=overview)
-    assert summary["overview"] == "overview.png" and (tmp_path / "eval" / "overview.png").stat().st_size > 1000
+    assert summary["overview"] == "overview.png"
+    assert (tmp_path / "eval" / "overview.png").stat().st_size > 1000
 
     class NoOverview:
         pass

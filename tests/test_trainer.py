@@ -92,7 +92,8 @@ def test_smoke_run_leaves_every_artefact(tmp_path):
     assert {"eval/success_ep1", "eval/success_ep2", "model/elbo", "ac/alpha", "speed/env_steps_per_s",
             "pretrain/elbo"} <= tags
     folder, summary = latest_eval(run / "eval")
-    assert folder.name == f"step_{c.env_steps:09d}" and summary["final"] and summary["source"] == "training (end)"
+    assert folder.name == f"step_{c.env_steps:09d}"
+    assert summary["final"] and summary["source"] == "training (end)"
     assert len(summary["success_per_position"]) == E and summary["videos"] and summary["plots"]
     assert (folder / summary["videos"][0]).stat().st_size > 1000
     assert "all held-out tasks" in (folder / "success.md").read_text()
@@ -359,12 +360,13 @@ def test_tensorboard_holds_env_step_curves_videos_plots_config_and_hparams(tmp_p
 
     trainer = run_training(tiny(), tmp_path / "run", progress_bars=False)
     c = trainer.counters
-    acc = EventAccumulator(str(tmp_path / "run" / "tb"), size_guidance={"images": 0, "scalars": 0, "tensors": 0})
+    acc = EventAccumulator(str(tmp_path / "run" / "tb"),
+                           size_guidance={"images": 0, "scalars": 0, "tensors": 0})
     acc.Reload()
     tags = acc.Tags()
     assert {"eval/video/trial_1", "eval/reward_prediction/trial_1"} <= set(tags["images"])
     assert "config/text_summary" in tags["tensors"]
-    assert "_hparams_/experiment" in acc.summary_metadata and "_hparams_/session_start_info" in acc.summary_metadata
+    assert {"_hparams_/experiment", "_hparams_/session_start_info"} <= set(acc.summary_metadata)
     video = acc.Images("eval/video/trial_1")[-1]
     assert video.encoded_image_string[:4] == b"GIF8" and video.step == c.env_steps
     config_text = acc.Tensors("config/text_summary")[0].tensor_proto.string_val[0].decode()
@@ -375,7 +377,8 @@ def test_tensorboard_holds_env_step_curves_videos_plots_config_and_hparams(tmp_p
         row["env_steps"] for row in read_metrics_csv(tmp_path / "run" / "metrics.csv")
         if row["tag"] == "speed/env_steps_per_s")
     assert acc.Scalars("pretrain/elbo")[-1].step == c.pretrain_steps  # pre-training has no env steps
-    assert max(row["global_step"] for row in read_metrics_csv(tmp_path / "run" / "metrics.csv")) == c.global_step
+    rows = read_metrics_csv(tmp_path / "run" / "metrics.csv")
+    assert max(row["global_step"] for row in rows) == c.global_step  # the CSV keeps the global step
 
 
 def test_a_start_that_fails_before_the_loop_writes_nothing(tmp_path):
@@ -397,7 +400,8 @@ def test_a_start_that_fails_before_the_loop_writes_nothing(tmp_path):
     # a resume whose agent cannot be built leaves the run's files as they were
     before = {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file()}
     with pytest.raises(BrokenAgent):
-        Trainer(tiny(num_iterations=5), run, agent_factory=agent_factory, resume=True, progress_bars=False).run()
+        Trainer(tiny(num_iterations=5), run, agent_factory=agent_factory, resume=True,
+                progress_bars=False).run()
     assert {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file()} == before
 
 
