@@ -315,18 +315,26 @@ def test_without_a_terminal_status_lines_are_printed(tmp_path):
     assert "success ep 2" in out
 
 
-@pytest.mark.slow
-def test_ctrl_c_stops_with_status_3_and_says_how_to_resume(tmp_path):
-    run = tmp_path / "run"
+def interrupt_training(run, signals):
+    """Train the smoke preset for long, send SIGINT `signals` times once it trains, return rc, out, err."""
     proc = start_training(run, "--iterations", "200")
     try:
         wait_for_iteration(proc, run, 1)
-        proc.send_signal(signal.SIGINT)
+        for _ in range(signals):
+            proc.send_signal(signal.SIGINT)
+            time.sleep(0.01)
         out, err = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert proc.returncode == cli.EXIT_STOPPED == 3, err[-3000:]
+    return proc.returncode, out, err
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_with_status_3_and_says_how_to_resume(tmp_path):
+    run = tmp_path / "run"
+    returncode, out, err = interrupt_training(run, 1)
+    assert returncode == cli.EXIT_STOPPED == 3, err[-3000:]
     last = err.strip().splitlines()[-1]
     assert last.startswith("meld: stopped at train (iteration ") and "/200" in last, err[-3000:]
     assert last.endswith(f"; resume with: meld train --run-dir {run} --resume")
@@ -337,15 +345,6 @@ def test_ctrl_c_stops_with_status_3_and_says_how_to_resume(tmp_path):
     result = meld("train", "--run-dir", str(run), "--resume", "--iterations", more)
     assert result.returncode == 0, result.stderr[-3000:]
     # a second Ctrl-C aborts at once
-    proc = start_training(tmp_path / "other", "--iterations", "200")
-    try:
-        wait_for_iteration(proc, tmp_path / "other", 1)
-        proc.send_signal(signal.SIGINT)
-        time.sleep(0.01)
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == cli.EXIT_ABORTED == 130, err[-3000:]
+    returncode, out, err = interrupt_training(tmp_path / "other", 2)
+    assert returncode == cli.EXIT_ABORTED == 130, err[-3000:]
     assert err.strip().splitlines()[-1] == "meld: interrupted"
