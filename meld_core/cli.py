@@ -300,7 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", metavar="DIR",
                    help="write the evaluation folder here instead of RUN_DIR/eval (e.g. for a run directory "
                         "under version control)")
-    p.set_defaults(func=_cmd_eval)
+    p.set_defaults(func=_cmd_eval, subparser=p)
 
     p = sub.add_parser("rig", help="reset rig over USB serial: status, home, move, stop")
     rig_sub = p.add_subparsers(dest="rig_command", metavar="ACTION")
@@ -327,7 +327,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "takes_settings", False):
         args.settings = extra
     elif extra:
-        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        getattr(args, "subparser", parser).error(f"unrecognized arguments: {' '.join(extra)}")
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -340,7 +340,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return int(args.func(args) or 0)
     except CliError as exc:
         print(f"meld: error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_ERROR
     except KeyboardInterrupt:
         print("meld: interrupted", file=sys.stderr)
         return EXIT_ABORTED

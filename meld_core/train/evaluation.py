@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from meld_core.envs.base import Task, TaskEnv
+from meld_core.files import atomic_write_text, fsync_dir
 from meld_core.train.hooks import TrainerHooks, position_scalars
 from meld_core.train.rollout import TrialRollout, run_trial
 
@@ -193,7 +194,6 @@ def write_eval_artefacts(result: EvalResult, out_dir: Path, *, fps: float, episo
 
     The folder is written under a temporary name and then renamed over `out_dir`, so it holds the
     files of this evaluation only (none left over from an earlier one of the same name)."""
-    from meld_core.files import atomic_write_text
     from meld_core.train.media import plot_reward_prediction, write_mp4
 
     out_dir = Path(out_dir)
@@ -249,6 +249,7 @@ def _replace_dir(new: Path, target: Path) -> None:
     if target.exists():
         os.replace(target, old)
     os.replace(new, target)
+    fsync_dir(target.parent)
     shutil.rmtree(old, ignore_errors=True)
 
 
@@ -257,8 +258,6 @@ LATEST = "latest.json"  # in an eval folder's parent: which evaluation folder is
 
 def write_latest(eval_root: Path, folder: Path, summary: dict[str, Any]) -> None:
     """eval/latest.json: the newest evaluation's folder, source, checkpoint, counters and success."""
-    from meld_core.files import atomic_write_text
-
     keys = ("source", "checkpoint", "counters", "num_trials", "episodes_per_trial", "success_per_position")
     record = {"folder": folder.name, **{k: summary[k] for k in keys if k in summary}, "time": time.time()}
     atomic_write_text(Path(eval_root) / LATEST, json.dumps(record, indent=2) + "\n")

@@ -310,7 +310,8 @@ class ConsoleProgress(TrainerHooks):
         return " ".join(f"{k}={v}" for k, v in parts) if compact else ", ".join(f"{k} {v}" for k, v in parts)
 
     def status_line(self, trainer: Trainer) -> str:
-        """One line: phase and its progress, counters, speed, ETA, newest losses and success."""
+        """One line: phase and its progress, counters, speed since the last line, the phase's ETA,
+        newest losses and success."""
         c, now = trainer.counters, time.monotonic()
         done, total, unit = trainer.phase_progress()
         t0, env0, model0 = self._rate_mark
@@ -319,7 +320,6 @@ class ConsoleProgress(TrainerHooks):
             speed = f"{(c.model_steps - model0) / dt:.1f} model steps/s"
         else:
             speed = f"{(c.env_steps - env0) / dt:.1f} env steps/s"
-        self._rate_mark = (now, c.env_steps, c.model_steps)
         start, done0 = self._phase_mark
         eta = ""
         if c.phase != "done" and done > done0 and total > done:
@@ -333,8 +333,9 @@ class ConsoleProgress(TrainerHooks):
         return f"{line} | {latest}" if latest else line
 
     def _status(self, trainer: Trainer) -> None:
-        self._last_line = time.monotonic()
         logger.info("status: %s", self.status_line(trainer))
+        c, self._last_line = trainer.counters, time.monotonic()
+        self._rate_mark = (self._last_line, c.env_steps, c.model_steps)
 
     def _close_bar(self) -> None:
         if self._bar is not None:

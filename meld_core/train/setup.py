@@ -136,6 +136,9 @@ def described_config(
         raise ResumeConflictError(f"{rd.root} was made from a run config file, not a preset: resume it "
                                   "without --env, --preset, --stage and --offline-run")
     if not config_file and env is None and stored is None:
+        if resume:
+            raise RunDirError(f"{rd.root} holds no run to resume (no config.yaml); start one with --env "
+                              "(e.g. --env point_nav) or --config")
         raise RunDirError("--env is required (e.g. --env point_nav) unless --resume continues a run or a "
                           "run config file is given")
     if stored is not None:

@@ -12,8 +12,10 @@ The loop, as the reference runs it (reference notes section 3.1):
 
 That is all `Trainer` does. Side work hangs on hooks (`meld_core.train.hooks`): metrics, periodic
 evaluation with train-task validation and the best checkpoint (`meld_core.train.evaluation`),
-checkpoints and progress.json; setting the run up (its config, the run directory, offline data,
-what a resumed run owes) is `meld_core.train.setup`.
+checkpoints, progress.json and what a person watching sees (`ConsoleProgress`); setting the run up
+(its config, the run directory, offline data, what a resumed run owes) is `meld_core.train.setup`.
+`run()` builds the env, agent and replay and checks them before it creates or changes anything in
+the run directory, so a start that fails leaves no trace.
 
 The `Trainer` is built from factories (environment, agent, replay) and a run directory, so the
 ROS agent node runs this same loop with a ROS-backed `TaskEnv` whose steps wait for the control
@@ -134,7 +136,6 @@ class Trainer:
         self.hooks: list[TrainerHooks] = [MetricsHook(), EvaluationHook(), CheckpointHook(), ProgressHook(),
                                           *console, *hooks]
         self.resume = resume
-        self.progress_bars = progress_bars
         self.counters = Counters()
         self.env: TaskEnv | None = None
         self.agent: Agent | None = None
@@ -391,8 +392,9 @@ def run_training(
     """Train (or resume) the run in `run_dir`; used by `meld train` and by the ROS agent node.
 
     `config=None` with `resume=True` continues the stored run with its own config. `device`
-    overrides the config's device (the only field that may change between a run and its resume).
-    `trainer_callback` receives the Trainer before it starts (e.g. to keep a handle for
+    overrides the config's device (it may change between a run and its resume, as the iteration
+    budget may). `progress_bars` adds a `ConsoleProgress` hook (a bar on a terminal, status lines
+    elsewhere). `trainer_callback` receives the Trainer before it starts (e.g. to keep a handle for
     `request_stop()` from a signal handler or another thread).
     """
     rd = RunDir(run_dir)
