@@ -141,7 +141,7 @@ def test_a_failed_start_leaves_nothing_behind(tmp_path, capsys, monkeypatch):
     other = tmp_path / "other"
     assert Result(capsys, *smoke, "--run-dir", str(other), "--env_config.task_seed=5").returncode == 0
     one_line_error(Result(capsys, *smoke, "--run-dir", str(run), "--offline-run", str(other)),
-                   "train tasks of offline run")
+                   "(env_config: task_seed: 5 (offline run) vs 0 (this run))")
     assert not run.exists()
     # the retry is not blocked by the failed starts
     result = Result(capsys, *smoke, "--run-dir", str(run), "--device", "cpu")

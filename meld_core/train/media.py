@@ -66,9 +66,9 @@ def write_mp4(path: Path, frames: Sequence[np.ndarray], fps: float) -> Path:
     return path
 
 
-def encode_gif(frames: Sequence[np.ndarray], fps: float, max_side: int = 256) -> bytes:
-    """Animated GIF of uint8 RGB frames, shrunk so that no side exceeds `max_side` (TensorBoard's image
-    dashboard plays GIFs; its own video summaries need moviepy)."""
+def encode_gif(frames: Sequence[np.ndarray], fps: float, max_side: int = 256) -> tuple[bytes, int, int]:
+    """Animated GIF of uint8 RGB frames, shrunk so that no side exceeds `max_side`, and its height and
+    width (TensorBoard's image dashboard plays GIFs; its own video summaries need moviepy)."""
     from PIL import Image
 
     if not frames:
@@ -81,7 +81,7 @@ def encode_gif(frames: Sequence[np.ndarray], fps: float, max_side: int = 256) ->
     buf = io.BytesIO()
     images[0].save(buf, format="GIF", save_all=True, append_images=images[1:], loop=0,
                    duration=round(1000 / max(fps, 1e-3)))
-    return buf.getvalue()
+    return buf.getvalue(), size[1], size[0]
 
 
 def read_rgb(path: Path) -> np.ndarray:

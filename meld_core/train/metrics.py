@@ -92,11 +92,9 @@ class MetricsLogger:
 
         from meld_core.train.media import encode_gif
 
-        gif = encode_gif(frames, fps)
-        h, w = frames[0].shape[:2]
-        scale = min(1.0, 256 / max(h, w))
-        image = Summary.Image(height=max(1, round(h * scale)), width=max(1, round(w * scale)), colorspace=3,
-                              encoded_image_string=gif)
+        gif, height, width = encode_gif(frames, fps)
+        image = Summary.Image(height=height, width=width, colorspace=3, encoded_image_string=gif)
+        # SummaryWriter has no public call for a ready-made summary; add_hparams uses the same writer
         self._tb._get_file_writer().add_summary(Summary(value=[Summary.Value(tag=tag, image=image)]), step)
         self._tb.flush()
 

@@ -227,9 +227,12 @@ def load_offline(config: RunConfig, env: TaskEnv) -> ReplayStore | None:
                                   f"{config.env!r}; give a stage-1 run of the same environment")
     theirs = off.read_json(off.tasks_path)["train"] if off.tasks_path.exists() else None
     if theirs is None or task_lists(env)["train"] != theirs:
+        diff = config_diff(dataclasses.asdict(off_cfg.build_env_config()),
+                           dataclasses.asdict(config.build_env_config()))
+        differ = f" (env_config: {format_diff(diff, 'offline run', 'this run')})" if diff else ""
         raise ConfigMismatchError(
-            f"the train tasks of offline run {off.root} differ from this run's; stage 2 needs the same "
-            "environment config and task seed as stage 1 (only episode_length may differ)")
+            f"the train tasks of offline run {off.root} differ from this run's{differ}; stage 2 needs the "
+            "same environment config and task seed as stage 1 (only episode_length may differ)")
     store = ReplayStore.load(config.replay, len(env.train_tasks), off.episodes_dir)
     if store.total_episodes == 0:
         raise RunDirError(f"offline run {off.root} has no episodes under {off.episodes_dir}")
