@@ -72,6 +72,9 @@ setup(
         "matplotlib>=3.5,<4",
         "tqdm>=4.60,<5",
         "xacro>=2.0,<3",
+        "tyro>=1.0,<2",  # `meld train --SECTION.FIELD=VALUE` from the config dataclasses
+        "av>=12,<19",  # PyAV: H.264 MP4 evaluation videos (its wheels bundle FFmpeg with libx264)
+        "pillow>=9.1,<14",  # GIFs of evaluation videos for TensorBoard, reading plots back
     ],
     extras_require={
         "sim": ["mujoco>=3.1,<5"],

@@ -65,14 +65,14 @@ def main() -> int:
     from meld_core.envs.widowx_insertion import WidowXInsertionEnv
     from meld_core.train.rollout import run_trial
     from meld_core.train.rundir import RunDir
-    from meld_core.train.setup import prepare_run_dir
+    from meld_core.train.setup import prepare_run_dir, task_lists
 
     work = Path(args.work or tempfile.mkdtemp(prefix="meld_export_"))
     run = work / "wx_oracle"
     cfg = preset_config("widowx_insertion", "small")
     rd = RunDir(run)
-    prepare_run_dir(rd, cfg, resume=False)
     env = WidowXInsertionEnv(cfg.build_env_config(), seed=0)
+    prepare_run_dir(rd, cfg, task_lists(env))
     store = ReplayStore(ReplayConfig(fsync=False), len(env.train_tasks), rd.episodes_dir)
     agent = RandomThenOracle(env, seed=0)
     t0 = time.perf_counter()

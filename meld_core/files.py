@@ -76,7 +76,7 @@ def fsync_dir(directory: Path) -> None:
 
 def temp_sibling(path: Path) -> Path:
     """A temporary name beside `path` that keeps its suffix, for writers that choose the format from
-    the name (OpenCV's video writer); rename it over `path` when complete."""
+    the name (video writers); rename it over `path` when complete."""
     path = Path(path)
     return path.with_name(f".{path.stem}.tmp{path.suffix}")
 

@@ -24,7 +24,7 @@ from meld_core.data.mcap_export import McapExportConfig, export_mcap  # noqa: E4
 from meld_core.envs.point_nav import PointNavEnv  # noqa: E402
 from meld_core.train.rollout import run_trial  # noqa: E402
 from meld_core.train.rundir import RunDir  # noqa: E402
-from meld_core.train.setup import prepare_run_dir  # noqa: E402
+from meld_core.train.setup import prepare_run_dir, task_lists  # noqa: E402
 
 
 @pytest.mark.parametrize("image_format", ["raw", "png"])
@@ -32,8 +32,8 @@ def test_rosbag2_reads_an_exported_trial_with_the_real_message_types(tmp_path, i
     cfg = preset_config("point_nav", "smoke")
     cfg = dataclasses.replace(cfg, env_config={**cfg.env_config, "episode_length": 5})
     rd = RunDir(tmp_path / "run")
-    prepare_run_dir(rd, cfg, resume=False)
     env = PointNavEnv(cfg.build_env_config())
+    prepare_run_dir(rd, cfg, task_lists(env))
     store = ReplayStore(ReplayConfig(fsync=False), len(env.train_tasks), rd.episodes_dir)
     run_trial(env, env.train_tasks[1], 2, rng=np.random.default_rng(0),
               on_episode=lambda r: (r.episode.meta.update(trial=0), store.add(r.episode)))

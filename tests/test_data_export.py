@@ -15,9 +15,10 @@ from meld_core.cli import main
 from meld_core.config import ReplayConfig
 from meld_core.config.presets import preset_config
 from meld_core.data.run_episodes import ExportError, RunEpisodes, parse_selection
+from meld_core.envs.point_nav import PointNavEnv
 from meld_core.train.rollout import run_trial
 from meld_core.train.rundir import RunDir
-from meld_core.train.setup import prepare_run_dir
+from meld_core.train.setup import prepare_run_dir, task_lists
 
 E, T = 2, 6  # episodes per trial, steps per episode
 ARM = ("waist", "shoulder", "elbow", "wrist_angle", "wrist_rotate")
@@ -31,8 +32,8 @@ def make_run(root: Path, env_name: str, trials: int, **env_overrides) -> Path:
     cfg = preset_config(env_name, "smoke")
     cfg = dataclasses.replace(cfg, env_config={**cfg.env_config, "episode_length": T, **env_overrides})
     rd = RunDir(root)
-    prepare_run_dir(rd, cfg, resume=False)
     env = make_env(env_name, cfg.build_env_config(), seed=0)
+    prepare_run_dir(rd, cfg, task_lists(env))
     store = ReplayStore(ReplayConfig(fsync=False), len(env.train_tasks), rd.episodes_dir)
     rng = np.random.default_rng(0)
     try:
@@ -139,7 +140,8 @@ def test_mcap_per_run_with_png_images_keeps_the_pixels(wx_run, tmp_path):
 
 def test_old_episode_files_export_with_times_at_the_control_rate(tmp_path):
     root = tmp_path / "old_run"
-    prepare_run_dir(RunDir(root), preset_config("point_nav", "smoke"), resume=False)
+    cfg = preset_config("point_nav", "smoke")
+    prepare_run_dir(RunDir(root), cfg, task_lists(PointNavEnv(cfg.build_env_config())))
     (root / "episodes" / "task_002").mkdir(parents=True)
     shutil.copy(OLD_FORMAT, root / "episodes" / "task_002" / "ep_00000017.npz")
     from meld_core.data.mcap_export import export_mcap

@@ -127,9 +127,10 @@ def test_trial_overview_draws_one_tile_per_task_with_each_episode_path(tmp_path)
     assert overview.shape == (96, 3 * 96, 3) and overview.dtype == np.uint8  # 3 tasks, first trial each
     for colour in ([80, 150, 255], [255, 90, 80]):  # both episodes' paths are drawn
         assert (overview == colour).all(-1).sum() > 20
-    summary = write_eval_artefacts(result, tmp_path, fps=3.3, episode_length=env.spec.episode_length,
+    summary = write_eval_artefacts(result, tmp_path / "eval", fps=3.3, episode_length=env.spec.episode_length,
                                    overview=overview)
-    assert summary["overview"] == "overview.png" and (tmp_path / "overview.png").stat().st_size > 1000
+    assert summary["overview"] == "overview.png"
+    assert (tmp_path / "eval" / "overview.png").stat().st_size > 1000
 
     class NoOverview:
         pass

@@ -45,12 +45,20 @@ from meld_core.config import DeviceConfig, ModelConfig, SACConfig
 log = logging.getLogger(__name__)
 
 
+class DeviceError(RuntimeError):
+    """The requested torch device does not exist on this machine."""
+
+
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device {name!r} requested but CUDA is not available; use device 'cpu' or 'auto'")
+        raise DeviceError(f"device {name!r} requested but CUDA is not available (torch {torch.__version__}); "
+                          "use --device cpu or --device auto")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise DeviceError(f"device {name!r} requested but this machine has {torch.cuda.device_count()} CUDA "
+                          "device(s); use --device cuda (the first) or --device auto")
     return device
 
 

@@ -76,13 +76,20 @@ class AgentRunConfig:
 
 
 def training_config(cfg: AgentRunConfig) -> Any:
-    """The RunConfig to train with (`meld_core.train.setup.resolve_run_config`, as `meld train`)."""
+    """The RunConfig to train with (`meld_core.train.setup.resolve_run_config`, as `meld train`).
+
+    The node's env, preset and stage parameters always have values, so they describe a new run only:
+    a resume continues the stored run (a run_config, offline_run or seed that would change it is
+    refused; iterations may change)."""
+    from meld_core.train.rundir import RunDir
     from meld_core.train.setup import resolve_run_config
 
-    return resolve_run_config(cfg.run_dir, resume=cfg.resume, env=cfg.env, preset=cfg.preset, stage=cfg.stage,
-                              offline_run=cfg.offline_run or None, config_file=cfg.run_config or None,
-                              iterations=cfg.iterations if cfg.iterations >= 0 else None,
-                              seed=cfg.seed if cfg.seed >= 0 else None)
+    pairs = (("train.num_iterations", cfg.iterations), ("train.seed", cfg.seed))
+    overrides = {key: value for key, value in pairs if value >= 0}
+    continuing = cfg.resume and RunDir(cfg.run_dir).exists()
+    described = {} if continuing or cfg.run_config else dict(env=cfg.env, preset=cfg.preset, stage=cfg.stage)
+    return resolve_run_config(cfg.run_dir, resume=cfg.resume, offline_run=cfg.offline_run or None,
+                              config_file=cfg.run_config or None, overrides=overrides, **described)
 
 
 def family_facts(env_config: Any) -> dict[str, Any]:

@@ -247,7 +247,9 @@ class RunDir:
         """Hold the run's lock (`RunLock`) for the duration; a second writer gets RunLockedError.
 
         Once held, the temporary files that killed writers left behind are removed. The lock file is
-        removed again when the folder did not become a run (no config.yaml)."""
+        removed again when the folder did not become a run (no config.yaml), and so is the folder when
+        this call created it and nothing else was written (a failed start leaves nothing behind)."""
+        created = not self.root.exists()
         self.root.mkdir(parents=True, exist_ok=True)
         held = RunLock(self.lock_path, purpose).acquire()
         try:
@@ -255,6 +257,9 @@ class RunDir:
             yield held
         finally:
             held.release(remove=not self.exists())
+            if created and not self.exists():
+                with contextlib.suppress(OSError):  # not empty: something else was written there
+                    self.root.rmdir()
 
     def remove_stale_temp_files(self) -> int:
         """Delete what killed atomic writes left (`meld_core.files`); only while holding the lock."""

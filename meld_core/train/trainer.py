@@ -12,8 +12,10 @@ The loop, as the reference runs it (reference notes section 3.1):
 
 That is all `Trainer` does. Side work hangs on hooks (`meld_core.train.hooks`): metrics, periodic
 evaluation with train-task validation and the best checkpoint (`meld_core.train.evaluation`),
-checkpoints and progress.json; setting the run up (its config, the run directory, offline data,
-what a resumed run owes) is `meld_core.train.setup`.
+checkpoints, progress.json and what a person watching sees (`ConsoleProgress`); setting the run up
+(its config, the run directory, offline data, what a resumed run owes) is `meld_core.train.setup`.
+`run()` builds the env, agent and replay and checks them before it creates or changes anything in
+the run directory, so a start that fails leaves no trace.
 
 The `Trainer` is built from factories (environment, agent, replay) and a run directory, so the
 ROS agent node runs this same loop with a ROS-backed `TaskEnv` whose steps wait for the control
@@ -54,11 +56,12 @@ from meld_core.config import RunConfig
 from meld_core.envs.base import EnvSpec, TaskEnv
 from meld_core.faults import crash_point
 from meld_core.train.evaluation import EvalResult, EvaluationHook
-from meld_core.train.hooks import CheckpointHook, MetricsHook, ProgressHook, TrainerHooks
+from meld_core.train.hooks import CheckpointHook, ConsoleProgress, MetricsHook, ProgressHook, TrainerHooks
 from meld_core.train.metrics import MetricsLogger
 from meld_core.train.rollout import RolloutEpisode, run_trial
 from meld_core.train.rundir import CHECKPOINT_FORMAT, RunDir, RunDirError
 from meld_core.train.setup import (
+    check_run_dir,
     check_spec,
     check_tasks,
     initial_weights,
@@ -66,6 +69,7 @@ from meld_core.train.setup import (
     load_run_config,
     owed_iterations,
     prepare_run_dir,
+    task_lists,
 )
 
 logger = logging.getLogger(__name__)
@@ -135,10 +139,10 @@ class Trainer:
         self._env_factory = env_factory
         self._agent_factory = agent_factory
         self._replay_factory = replay_factory or ReplayStore.load
+        console = [ConsoleProgress()] if progress_bars else []
         self.hooks: list[TrainerHooks] = [MetricsHook(), EvaluationHook(), CheckpointHook(), ProgressHook(),
-                                          *hooks]
+                                          *console, *hooks]
         self.resume = resume
-        self.progress_bars = progress_bars
         self.counters = Counters()
         self.env: TaskEnv | None = None
         self.agent: Agent | None = None
@@ -187,11 +191,12 @@ class Trainer:
         progress.json ends with status "finished", "stopped" or "failed" (with the error)."""
         self._started = time.monotonic()
         with self.run_dir.lock("training"):
-            prepare_run_dir(self.run_dir, self.config, self.resume)
+            check_run_dir(self.run_dir, self.config, self.resume)
             self._check_previous_exit()
-            self._metrics = MetricsLogger(self.run_dir.metrics_csv, self.run_dir.tb_dir).open()
             try:
-                self._build()
+                self._build()  # env, agent, replay, checkpoint and every check: nothing written yet
+                prepare_run_dir(self.run_dir, self.config, task_lists(self.env))
+                self._metrics = MetricsLogger(self.run_dir.metrics_csv, self.run_dir.tb_dir).open()
                 self.emit("on_start")
                 self.set_status("running")
                 try:
@@ -213,18 +218,20 @@ class Trainer:
                 return self.counters
             except BaseException as exc:
                 self._error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-                try:
-                    self.set_status("failed")
-                except OSError as write_error:  # e.g. the disk that failed the run is still full
-                    logger.error("could not record the failure in %s: %s", self.run_dir.progress_path,
-                                 write_error)
+                if self._metrics is not None:  # the run directory exists
+                    try:
+                        self.set_status("failed")
+                    except OSError as write_error:  # e.g. the disk that failed the run is still full
+                        logger.error("could not record the failure in %s: %s", self.run_dir.progress_path,
+                                     write_error)
                 raise
             finally:
                 try:
                     if self.env is not None:
                         self.env.close()
                 finally:
-                    self._metrics.close()
+                    if self._metrics is not None:
+                        self._metrics.close()
 
     def _check_previous_exit(self) -> None:
         """A resumed run whose progress.json still says it is running was killed or crashed: say so."""
@@ -285,44 +292,36 @@ class Trainer:
         """Random-policy trials on every train task; counts what is already on disk (resume)."""
         t, tasks, need = self.config.train, list(self.env.train_tasks), self._warmup_per_task()
         self._set_phase("warmup")
-        have, total = self.warmup_episodes()
-        with self._bar(total, have, "warm-up (random policy)", "episode") as bar:
-            for task in tasks:
-                while self.replay.num_episodes(task.index) < need and not self.stop_requested:
-                    left = need - self.replay.num_episodes(task.index)
-                    run_trial(self.env, task, min(t.episodes_per_trial, left), agent=None, rng=self.rng,
-                              on_episode=lambda ep: (self._store(ep), bar.update(1)),
-                              should_stop=lambda: self.stop_requested)
+        for task in tasks:
+            while self.replay.num_episodes(task.index) < need and not self.stop_requested:
+                left = need - self.replay.num_episodes(task.index)
+                run_trial(self.env, task, min(t.episodes_per_trial, left), agent=None, rng=self.rng,
+                          on_episode=self._store, should_stop=lambda: self.stop_requested)
         if not self.stop_requested:
             self._set_phase("pretrain")
 
     def _pretrain(self) -> None:
-        target = int(self.replay.total_steps * self.config.train.init_model_train_ratio)
         self._set_phase("pretrain")
-        with self._bar(target, self.counters.pretrain_steps, "model pre-training", "step") as bar:
-            while self.counters.pretrain_steps < target and not self.stop_requested:
-                self.counters.pretrain_steps += 1
-                self._gradient_step("model")
-                bar.update(1)
+        target = self._pretrain_steps()
+        while self.counters.pretrain_steps < target and not self.stop_requested:
+            self.counters.pretrain_steps += 1
+            self._gradient_step("model")
         if not self.stop_requested:
             self._set_phase("train")
 
     def _train_loop(self) -> None:
         t = self.config.train
-        with self._bar(t.num_iterations, min(self.counters.iteration, t.num_iterations),
-                       "meta-training", "iter") as bar:
-            while self.counters.iteration < t.num_iterations and not self.stop_requested:
-                # -- collect: one trial on each of `tasks_to_collect_per_iter` train tasks, unless a
-                # resumed run still owes the gradient steps of a trial it had collected --
-                collected = self._owed.pop(0) if self._owed else self._collect()
-                if self.stop_requested:
-                    break  # an unfinished trial stays as data and is not an iteration
-                # -- train: gradient steps in proportion to the env steps just collected --
-                if not self._train(collected):
-                    break  # training cut short: not counted; a resume trains this iteration again
-                self.counters.iteration += 1
-                bar.update(1)
-                self.emit("on_iteration")
+        while self.counters.iteration < t.num_iterations and not self.stop_requested:
+            # -- collect: one trial on each of `tasks_to_collect_per_iter` train tasks, unless a
+            # resumed run still owes the gradient steps of a trial it had collected --
+            collected = self._owed.pop(0) if self._owed else self._collect()
+            if self.stop_requested:
+                break  # an unfinished trial stays as data and is not an iteration
+            # -- train: gradient steps in proportion to the env steps just collected --
+            if not self._train(collected):
+                break  # training cut short: not counted; a resume trains this iteration again
+            self.counters.iteration += 1
+            self.emit("on_iteration")
         if not self.stop_requested and self.counters.iteration >= t.num_iterations:
             self._set_phase("done")
 
@@ -383,10 +382,15 @@ class Trainer:
         for hook in self.hooks:
             getattr(hook, event)(self, *args)
 
-    def log(self, prefix: str, values: dict[str, float]) -> None:
-        """Scalars to TensorBoard and metrics.csv at the current counters."""
+    def log(self, prefix: str, values: dict[str, float], *, step: int | None = None) -> None:
+        """Scalars to TensorBoard (x: env steps, or `step`) and metrics.csv at the current counters."""
         if self._metrics is not None:
-            self._metrics.log(prefix, values, self.counters.global_step, self.counters.env_steps)
+            self._metrics.log(prefix, values, self.counters.global_step, self.counters.env_steps, step=step)
+
+    @property
+    def metrics(self) -> MetricsLogger | None:
+        """The run's TensorBoard/CSV writer while the run is open (hooks add images, videos, text)."""
+        return self._metrics
 
     def set_status(self, status: str) -> None:
         self._status = status
@@ -399,11 +403,19 @@ class Trainer:
         self.counters.phase = phase
         self.emit("on_phase", phase)
 
-    def _bar(self, total: int, initial: int, desc: str, unit: str) -> Any:
-        from tqdm import tqdm
+    def _pretrain_steps(self) -> int:
+        """Model pre-training steps: in proportion to the warm-up's env steps (the replay holds only them)."""
+        return int(self.replay.total_steps * self.config.train.init_model_train_ratio)
 
-        return tqdm(total=total, initial=initial, desc=desc, unit=unit, leave=False,
-                    disable=None if self.progress_bars else True, dynamic_ncols=True)
+    def phase_progress(self) -> tuple[int, int, str]:
+        """(done, total, unit) of the running phase: warm-up episodes, pre-training model steps or
+        training iterations (for progress displays)."""
+        c, t = self.counters, self.config.train
+        if c.phase == "warmup" and self.replay is not None and self.env is not None:
+            return (*self.warmup_episodes(), "episodes")
+        if c.phase == "pretrain":
+            return c.pretrain_steps, max(self._pretrain_steps(), c.pretrain_steps), "model steps"
+        return min(c.iteration, t.num_iterations), t.num_iterations, "iterations"
 
     def checkpoint_state(self) -> dict[str, Any]:
         return {
@@ -438,8 +450,9 @@ def run_training(
     """Train (or resume) the run in `run_dir`; used by `meld train` and by the ROS agent node.
 
     `config=None` with `resume=True` continues the stored run with its own config. `device`
-    overrides the config's device (the only field that may change between a run and its resume).
-    `trainer_callback` receives the Trainer before it starts (e.g. to keep a handle for
+    overrides the config's device (it may change between a run and its resume, as the iteration
+    budget may). `progress_bars` adds a `ConsoleProgress` hook (a bar on a terminal, status lines
+    elsewhere). `trainer_callback` receives the Trainer before it starts (e.g. to keep a handle for
     `request_stop()` from a signal handler or another thread).
     """
     rd = RunDir(run_dir)
