@@ -71,6 +71,11 @@ class WidowXInsertionConfig:
     num_train_tasks: int = 20  # meta-training tasks
     num_eval_tasks: int = 10  # held-out tasks
     task_seed: int = 0  # seeds the task lists (the same seed always gives the same tasks)
+    # Train tasks share each router pose among this many ports (1: every train task has a pose of its
+    # own). With k > 1 the pose no longer tells the goal port: a policy cannot learn "router here ->
+    # port k" by heart for the train tasks, which then fails on new poses; it must find the port from
+    # the reward. Held-out tasks always have a pose of their own. num_train_tasks must divide by k.
+    train_ports_per_pose: int = 1
     image_size: int = 64  # pixels per side of each camera image; observations are (2*size, size, 3)
     num_ports: int = 4  # Ethernet ports on the router
     port_pitch_m: float = 0.022  # distance between neighbouring ports
@@ -97,6 +102,10 @@ class WidowXInsertionConfig:
                              f"{self.image_size}, {self.video_size}")
         if not 1 <= self.num_ports <= 8:
             raise ValueError(f"num_ports must be in 1..8, got {self.num_ports}")
+        k = self.train_ports_per_pose
+        if not 1 <= k <= self.num_ports or self.num_train_tasks % k:
+            raise ValueError(f"train_ports_per_pose must be in 1..num_ports ({self.num_ports}) and divide "
+                             f"num_train_tasks ({self.num_train_tasks}), got {self.train_ports_per_pose}")
         if not 0.012 <= self.port_pitch_m <= 0.05 or not 0.0002 <= self.port_clearance_m <= 0.004:
             raise ValueError("port_pitch_m must be in [0.012, 0.05] and port_clearance_m in [0.0002, 0.004]")
         if self.port_pitch_m - 2 * self.port_clearance_m < 0.012:
@@ -119,14 +128,25 @@ class WidowXInsertionConfig:
 
 
 def make_tasks(cfg: WidowXInsertionConfig, split: str) -> list[Task]:
-    """The seeded task list of a split: ports balanced and shuffled, rotation and translation uniform."""
+    """The seeded task list of a split: ports balanced and shuffled, rotation and translation uniform;
+    train tasks share each pose among `train_ports_per_pose` ports (different ones)."""
     if split not in ("train", "eval"):
         raise ValueError(f"split must be 'train' or 'eval', got {split!r}")
     n = cfg.num_train_tasks if split == "train" else cfg.num_eval_tasks
     rng = np.random.default_rng([cfg.task_seed, 0 if split == "train" else 1])
-    ports = rng.permutation(np.arange(n) % cfg.num_ports)
-    rotation = rng.uniform(-cfg.max_rotation_deg, cfg.max_rotation_deg, size=n)
-    translation = rng.uniform(-cfg.max_translation_mm, cfg.max_translation_mm, size=n)
+    k = cfg.train_ports_per_pose if split == "train" else 1
+    if k == 1:
+        ports = rng.permutation(np.arange(n) % cfg.num_ports)
+        rotation = rng.uniform(-cfg.max_rotation_deg, cfg.max_rotation_deg, size=n)
+        translation = rng.uniform(-cfg.max_translation_mm, cfg.max_translation_mm, size=n)
+    else:  # n // k poses, each with k different ports; each port equally often over the poses
+        poses = n // k
+        first = rng.permutation(np.arange(poses) % cfg.num_ports)
+        ports = ((first[:, None] + np.arange(k)[None, :]) % cfg.num_ports).ravel()
+        rotation = np.repeat(rng.uniform(-cfg.max_rotation_deg, cfg.max_rotation_deg, size=poses), k)
+        translation = np.repeat(rng.uniform(-cfg.max_translation_mm, cfg.max_translation_mm, size=poses), k)
+        order = rng.permutation(n)
+        ports, rotation, translation = ports[order], rotation[order], translation[order]
     return [Task(index=i, split=split, params={"port": int(ports[i]),
                                                "rotation_deg": round(float(rotation[i]), 2),
                                                "translation_mm": round(float(translation[i]), 2)})
