@@ -64,7 +64,7 @@ def parse_sets(items: list[str]) -> dict[str, object]:
 
 
 def variant_config(env: str, preset: str, name: str, seed: int, sets: dict, offline_run: str | None,
-                   eval_every: int, device: str):
+                   eval_every: int, device: str, init_from: str | None = None):
     """The RunConfig of a MELD variant: the preset's stage, the variant's reward input, the overrides."""
     from meld_core.config import RunConfig, config_from_dict
     from meld_core.config.presets import preset_config
@@ -77,6 +77,8 @@ def variant_config(env: str, preset: str, name: str, seed: int, sets: dict, offl
     d["device"].update(device=device, num_threads=1)
     if name == "meld_two_stage":
         d["offline_run"] = str(Path(offline_run).resolve())
+    if init_from:
+        d["init_from"] = str(Path(init_from).resolve())
     for key, value in sets.items():
         section, _, field = key.partition(".")
         if section not in d or not isinstance(d[section], dict):
@@ -91,14 +93,15 @@ def variant_config(env: str, preset: str, name: str, seed: int, sets: dict, offl
 
 
 def train_meld(name: str, out: str, env: str, preset: str, minutes: float, env_steps: int | None,
-               eval_every: int, seed: int, sets: dict, offline_run: str | None, device: str) -> None:
+               eval_every: int, seed: int, sets: dict, offline_run: str | None, device: str,
+               init_from: str | None) -> None:
     import torch
 
     torch.set_num_threads(1)
     from meld_core.train.hooks import TrainerHooks
     from meld_core.train.trainer import run_training
 
-    cfg = variant_config(env, preset, name, seed, sets, offline_run, eval_every, device)
+    cfg = variant_config(env, preset, name, seed, sets, offline_run, eval_every, device, init_from)
     deadline = time.monotonic() + minutes * 60.0
 
     class Budget(TrainerHooks):
@@ -210,7 +213,7 @@ def run_variant(name: str, args: argparse.Namespace, sets: dict) -> None:
         train_sac_state(args.out, args.minutes, args.env_steps, args.seed, sets)
     else:
         train_meld(name, args.out, args.env, args.preset, args.minutes, args.env_steps, args.eval_every,
-                   args.seed, sets, args.offline_run, args.device)
+                   args.seed, sets, args.offline_run, args.device, args.init_from)
 
 
 def meta_test_figures(result) -> dict:
@@ -235,6 +238,7 @@ def main() -> int:
     ap.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
                     help="override a config field, e.g. sac.gamma=0.97 or env_config.episode_length=40")
     ap.add_argument("--offline-run", help="meld_two_stage: the stage-1 run whose episodes are offline data")
+    ap.add_argument("--init-from", help="MELD variants: start from this run's networks (e.g. stage 1's)")
     ap.add_argument("--no-meta-test", action="store_true", help="train only (e.g. a stage 1 continued later)")
     args = ap.parse_args()
     import logging
@@ -255,7 +259,7 @@ def main() -> int:
     for name in names:  # fail on a bad override before anything starts
         if name in MELD_VARIANTS:
             variant_config(args.env, args.preset, name, args.seed, sets, args.offline_run, args.eval_every,
-                           args.device)
+                           args.device, args.init_from)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     load_before = os.getloadavg()

@@ -74,7 +74,7 @@ def main() -> int:
         for t in range(T + 1):  # episode 1: scripted, filtered
             r = 0.0 if t == 0 else posterior_reward(obs, reward_input)
             agent.observe(obs.image, r, episode_start=(t == 0), prev_action=prev)
-            pos = np.array([obs.info["x"], obs.info["y"]])
+            pos = np.array(obs.info["joint_positions"])
             a = np.clip((goal - pos) / step_len, -1.0, 1.0) if t >= arrive - travel and t < T else np.zeros(2)
             prev = a.astype(np.float32)
             if t < T:
@@ -86,7 +86,8 @@ def main() -> int:
                           prev_action=prev if t == 0 else None)
             if t < T:
                 obs = env.step(a)
-        return math.degrees(math.atan2(obs.info["y"], obs.info["x"])), bool(obs.success)
+        x, y = obs.info["joint_positions"]
+        return math.degrees(math.atan2(y, x)), bool(obs.success)
 
     angles = np.arange(args.step / 2, 180.0, args.step)
     rows: dict[int, list[dict]] = {a: [] for a in arrivals}

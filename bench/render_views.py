@@ -1,6 +1,8 @@
 """Render what the agent sees in the WidowX insertion env, for three tasks, into one PNG.
 
-    MUJOCO_GL=egl python bench/render_views.py --out docs/camera_views.png
+    MUJOCO_GL=egl .venv/bin/python bench/render_views.py            # -> bench/out/camera_views.png
+
+docs/camera_views.png was made with it (pass --out docs/camera_views.png to update the doc image).
 
 Rows: three held-out tasks (different goal ports and rig poses), at the reset pose. Columns: the
 agent's 64x64 scene and wrist images (upscaled 4x, nearest neighbour, so pixels stay visible), and
@@ -19,7 +21,8 @@ from pathlib import Path
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=Path("docs/camera_views.png"))
+    parser.add_argument("--out", type=Path, default=Path("bench/out/camera_views.png"),
+                        help="image to write (docs/camera_views.png was made with this script)")
     parser.add_argument("--tasks", type=int, nargs=3, default=[0, 1, 2], help="held-out task indices")
     parser.add_argument("--scale", type=int, default=4, help="upscaling of the 64x64 images")
     args = parser.parse_args()

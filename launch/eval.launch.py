@@ -6,7 +6,9 @@
 The held-out tasks are the run's eval tasks (its config.yaml fixes them); each round visits every
 one with a fresh belief and records success per episode position (run_dir/eval/summary.json,
 videos, reward-prediction plots), exactly like `meld eval`. On the robot it starts the same
-hardware graph as train_widowx.launch.py; with use_sim:=true it uses sim_node instead.
+hardware graph as train_widowx.launch.py (arm_node with arm_guard_node; record:=true writes an MCAP
+bag into <run_dir>/bags/); with use_sim:=true it uses sim_node instead, and the simulated graph runs
+in the `sim` namespace (sim_namespace), so it never answers on the robot's names.
 """
 
 from launch.actions import GroupAction
@@ -17,9 +19,12 @@ from launch_ros.parameter_descriptions import ParameterValue
 from launch import LaunchDescription
 from meld_ros.launch_helpers import (
     agent_node,
+    bag_recorder,
     config_file,
     declare,
+    guarded_arm,
     meld_node,
+    namespaced,
     robot_peripherals,
     shutdown_when_done,
     typed,
@@ -34,6 +39,11 @@ ARGUMENTS = [
     ("videos", "2", "trials recorded as MP4 with reward-prediction plots"),
     ("device", "auto", "torch device: auto | cpu | cuda"),
     ("use_sim", "false", "meta-test in the MuJoCo simulation (sim_node) instead of on the robot"),
+    (
+        "sim_namespace",
+        "sim",
+        "use_sim: ROS namespace of the simulated graph (not empty: it must not answer on the robot's names)",
+    ),
     ("robot_model", "wx200", "Interbotix arm model (xsarm_control's robot_model)"),
     ("robot_name", "wx200", "xs_sdk namespace (normally = robot_model)"),
     (
@@ -46,6 +56,7 @@ ARGUMENTS = [
     ("rig_port", "/dev/ttyACM0", "serial port of the reset-rig Arduino"),
     ("use_success", "false", "start success_node and take success from the Ethernet link state"),
     ("success_interface", "eth1", "network interface the router port's cable connects to"),
+    ("record", "false", "record the run's topics with ros2 bag (MCAP) into <run_dir>/bags/<timestamp>"),
 ]
 
 
@@ -62,7 +73,11 @@ def generate_launch_description() -> LaunchDescription:
         {"robot_name": robot, "run_dir": LaunchConfiguration("run_dir")},
         condition=IfCondition(LaunchConfiguration("use_sim")),
     )
-    arm = meld_node("arm_node", "arm", {"robot_name": robot})
+    # the arm, the agent (and the simulation) in the `sim` namespace when simulated, else in the root one
+    namespace = PythonExpression(
+        ["'", LaunchConfiguration("sim_namespace"), "' if '", LaunchConfiguration("use_sim"),
+         "'.lower() in ('true', '1') else ''"]
+    )
     use_success_topic = PythonExpression(
         [
             "'",
@@ -86,5 +101,12 @@ def generate_launch_description() -> LaunchDescription:
         }
     )
     return LaunchDescription(
-        [*declare(ARGUMENTS), hardware, sim, arm, agent, shutdown_when_done(agent, "meta-test finished")]
+        [
+            *declare(ARGUMENTS),
+            hardware,
+            namespaced(namespace, [sim, *guarded_arm(robot), agent]),
+            shutdown_when_done(agent, "meta-test finished"),
+            shutdown_when_done(sim, "sim_node exited"),
+            bag_recorder(robot, namespace),
+        ]
     )

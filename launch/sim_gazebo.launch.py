@@ -10,9 +10,12 @@ interfaces on the arm, the two cameras), spawns it with `ros_gz_sim create -topi
 bridges /clock and both camera topics (ros_gz_bridge), spawns joint_state_broadcaster,
 velocity_controller (JointGroupVelocityController) and rig_controller after the robot exists, and
 runs gz_velocity_adapter_node (xs_sdk's set_operating_modes + commands/joint_group over the
-controller) and arm_node, all with use_sim_time. The joint_state_broadcaster's /joint_states is
-relayed to /<robot_name>/joint_states by the adapter. The reset rig is a position controller here
-(/rig_controller/commands: [rail m, rotation rad]); agent training runs against sim.launch.py.
+controller), arm_node and arm_guard_node, all with use_sim_time. Our nodes and the camera topics live
+in the `sim` namespace (namespace argument; /sim/meld/scene/image_raw, /sim/wx200/joint_states, ...),
+so the simulation never answers on the real robot's names; the joint_state_broadcaster's
+/joint_states is relayed to <namespace>/<robot_name>/joint_states by the adapter. The reset rig is a
+position controller here (/rig_controller/commands: [rail m, rotation rad]); agent training runs
+against sim.launch.py.
 """
 
 from launch.actions import (
@@ -33,7 +36,7 @@ from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
 
 from launch import LaunchDescription
-from meld_ros.launch_helpers import config_file, declare, meld_node
+from meld_ros.launch_helpers import config_file, declare, guarded_arm, meld_node, namespaced
 
 ARGUMENTS = [
     ("robot_name", "wx200", "namespace arm_node and the adapter use (as xs_sdk's robot_name)"),
@@ -47,6 +50,11 @@ ARGUMENTS = [
         "world",
         config_file("gz_world.sdf"),
         "SDF world (must load the Sensors system for the cameras)",
+    ),
+    (
+        "namespace",
+        "sim",
+        "ROS namespace of our nodes and the camera topics (not empty: not the real robot's names)",
     ),
 ]
 
@@ -95,14 +103,15 @@ def generate_launch_description() -> LaunchDescription:
         output="screen",
         arguments=["-topic", "robot_description", "-name", "meld_widowx", "-allow_renaming", "true"],
     )
+    # relative camera topics: /<namespace>/meld/<camera>/image_raw on the ROS side, the URDF's on the gz side
     bridge = Node(
         package="ros_gz_bridge",
         executable="parameter_bridge",
         output="screen",
         arguments=[
             "/clock@rosgraph_msgs/msg/Clock[gz.msgs.Clock",
-            "/meld/scene/image_raw@sensor_msgs/msg/Image[gz.msgs.Image",
-            "/meld/wrist/image_raw@sensor_msgs/msg/Image[gz.msgs.Image",
+            "meld/scene/image_raw@sensor_msgs/msg/Image[gz.msgs.Image",
+            "meld/wrist/image_raw@sensor_msgs/msg/Image[gz.msgs.Image",
         ],
     )
     spawners = [
@@ -115,7 +124,6 @@ def generate_launch_description() -> LaunchDescription:
         for name in ("joint_state_broadcaster", "velocity_controller", "rig_controller")
     ]
     adapter = meld_node("gz_velocity_adapter_node", "gz_velocity_adapter", {"robot_name": robot})
-    arm = meld_node("arm_node", "arm", {"robot_name": robot})
     return LaunchDescription(
         [
             *declare(ARGUMENTS),
@@ -124,9 +132,7 @@ def generate_launch_description() -> LaunchDescription:
             gz,
             rsp,
             spawn,
-            bridge,
-            adapter,
-            arm,
+            namespaced(LaunchConfiguration("namespace"), [bridge, adapter, *guarded_arm(robot)]),
             RegisterEventHandler(OnProcessExit(target_action=spawn, on_exit=spawners)),
         ]
     )

@@ -1,14 +1,17 @@
 """Meta-train MELD on the real WidowX: xs_sdk, two webcams, arm bridge, reset rig, agent.
 
     ros2 launch meld_ros train_widowx.launch.py run_dir:=runs/widowx preset:=small
-    ros2 launch meld_ros train_widowx.launch.py run_dir:=runs/widowx resume:=true
+    ros2 launch meld_ros train_widowx.launch.py run_dir:=runs/widowx resume:=true record:=true
     ros2 launch meld_ros train_widowx.launch.py scene_camera:=/dev/meld_scene_cam \
         wrist_camera:=/dev/meld_wrist_cam rig_port:=/dev/meld_rig use_success:=true success_interface:=eth1
 
 Starts interbotix_xsarm_control's xsarm_control.launch.py (xs_sdk for the arm, with our mode
 config: arm group in velocity mode), camera_node twice (scene, wrist), arm_node (safety filter,
-deadman), reset_rig_node (lifecycle, autostart), optionally success_node, and agent_node in train
-mode. Try the same graph in simulation first: `ros2 launch meld_ros sim.launch.py`.
+deadman) with arm_guard_node (zeros when arm_node goes silent; the launch shuts down if arm_node
+exits), reset_rig_node (lifecycle, autostart), optionally success_node, agent_node in train mode,
+and with record:=true a `ros2 bag record` (MCAP) of the run's topics into <run_dir>/bags/.
+Ctrl-C: the agent checkpoints and exits; resume:=true continues. Try the same graph in simulation
+first: `ros2 launch meld_ros sim.launch.py`.
 """
 
 from launch.substitutions import LaunchConfiguration
@@ -16,9 +19,10 @@ from launch.substitutions import LaunchConfiguration
 from launch import LaunchDescription
 from meld_ros.launch_helpers import (
     agent_node,
+    bag_recorder,
     config_file,
     declare,
-    meld_node,
+    guarded_arm,
     robot_peripherals,
     shutdown_when_done,
     typed,
@@ -46,12 +50,12 @@ ARGUMENTS = [
     ("offline_run", "", "stage 2: the stage-1 run directory whose episodes are mixed in"),
     ("iterations", "-1", "number of training iterations (-1 = the preset's)"),
     ("device", "auto", "torch device of the learner: auto | cpu | cuda"),
+    ("record", "false", "record the run's topics with ros2 bag (MCAP) into <run_dir>/bags/<timestamp>"),
 ]
 
 
 def generate_launch_description() -> LaunchDescription:
     robot = LaunchConfiguration("robot_name")
-    arm = meld_node("arm_node", "arm", {"robot_name": robot})
     agent = agent_node(
         {
             "mode": "train",
@@ -71,8 +75,9 @@ def generate_launch_description() -> LaunchDescription:
             *declare(ARGUMENTS),
             xs_sdk(robot, LaunchConfiguration("use_rviz")),
             *robot_peripherals(),
-            arm,
+            *guarded_arm(robot),
             agent,
             shutdown_when_done(agent, "agent_node finished"),
+            bag_recorder(robot),
         ]
     )

@@ -8,64 +8,81 @@ directory: config.yaml, episodes/, checkpoints/, tb/, eval/), eval mode calls
 `meld_core.train.evaluation.evaluate_run` (behind `meld eval`), both with a TaskEnv over ROS
 (`meld_core.bridge.remote_env.RemoteRobotEnv` + `meld_ros.ros_env.RosRobotLink`). The trainer runs in
 its own thread, started once the executor spins; ROS callbacks run in a MultiThreadedExecutor with
-explicit callback groups (inputs reentrant, service clients and diagnostics separate).
-SIGINT/SIGTERM asks the trainer to stop after the running episode (it checkpoints), while the
-executor keeps spinning so that episode can finish; a second signal aborts.
+explicit callback groups (inputs reentrant, service clients and diagnostics separate). Progress
+(warm-up episodes included) goes to the console and to `meld/agent/progress` (JSON) at every
+episode and every second (`meld_core.bridge.agent_run.AgentProgressHook`).
+
+SIGINT/SIGTERM asks the trainer to stop (`meld_core.bridge.shutdown.StopSignals`): the running
+episode finishes if the robot graph is still up, or ends with the graph's first failure (it is then
+dropped); either way a checkpoint is written and the node exits. The stop needs neither the arm nor
+the cameras, so it holds when Ctrl-C stops every node of the launch at once. A signal after the
+first 2 s aborts (launch's SIGTERM after its 30 s timeout).
+
+`train_mode:=async` splits training (meld_core.train.async_mode): this node is the actor (the robot
+never waits for gradient steps), a learner process beside it trains from the run directory. meld_core's
+warnings, each control-tick overrun among them, go to this node's log.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 import traceback
 
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
 from std_msgs.msg import String
 
-from meld_core.bridge.agent_run import AgentRunConfig, remote_env_factory, training_config
+from meld_core.bridge import names
+from meld_core.bridge.agent_run import (
+    AgentProgressHook,
+    AgentRunConfig,
+    remote_env_factory,
+    training_config,
+)
+from meld_core.bridge.link_waits import inputs_silent, wait_for_inputs
 from meld_core.bridge.remote_env import RemoteEnvConfig
 from meld_core.hardware.diagnostics import DiagLevel, DiagStatus
 from meld_core.robot.kinematics import ARM_JOINTS
-from meld_core.train.hooks import TrainerHooks
-from meld_ros.common import declare_config, diagnostic_array, to_diagnostic
+from meld_ros.common import (
+    SPIN_PERIOD_S,
+    declare_config,
+    diagnostic_array,
+    exit_code,
+    finish,
+    start_ros,
+    to_diagnostic,
+)
 from meld_ros.ros_env import RosRobotLink
 
 # After a stop request, the running episode gets this long to finish before the link's waits abort
-# (the launch's sigterm_timeout for agent_node is 30 s: the checkpoint must fit in the rest).
+# (the launch's sigterm_timeout for agent_node is 30 s: the checkpoint must fit in the rest) ...
 STOP_GRACE_S = 10.0
+# ... unless the robot graph is gone (no joint state for this long): then they abort at once.
+GRAPH_GONE_S = 1.0
 
 
-class _ProgressHooks(TrainerHooks):
-    """Trainer hooks that log progress lines (the launch test waits for them)."""
+class _RosLog(logging.Handler):
+    """meld_core's warnings and errors (each control-tick overrun of RemoteRobotEnv, say) in this log."""
 
     def __init__(self, node: Node) -> None:
+        super().__init__(logging.WARNING)
         self.node = node
 
-    def on_phase(self, trainer, phase: str) -> None:
-        self.node.get_logger().info(f"trainer phase: {phase}")
-
-    def on_iteration(self, trainer) -> None:
-        c = trainer.counters
-        self.node.get_logger().info(
-            f"training iteration {c.iteration} complete ({c.episodes} episodes, {c.env_steps} env steps, "
-            f"{c.model_steps} model steps, {c.ac_steps} AC steps)"
-        )
-
-    def on_eval(self, trainer, result) -> None:
-        self.node.get_logger().info(f"evaluation: success per episode position {result.success_per_position}")
-
-    def on_checkpoint(self, trainer, path) -> None:
-        self.node.get_logger().info(f"checkpoint written: {path}")
+    def emit(self, record: logging.LogRecord) -> None:
+        log = self.node.get_logger()
+        write = log.error if record.levelno >= logging.ERROR else log.warning
+        write(f"{record.name}: {record.getMessage()}")
 
 
 class AgentNode(Node):
     def __init__(self) -> None:
         super().__init__("agent")
+        logging.getLogger("meld_core").addHandler(_RosLog(self))
         self.config: AgentRunConfig
         self.io: RemoteEnvConfig
         self.config, self.io = declare_config(self, "agent_node")
@@ -74,12 +91,14 @@ class AgentNode(Node):
             self,
             robot_name=cfg.robot_name,
             joint_names=ARM_JOINTS,
+            rig_tolerance=(self.io.rig_tolerance_deg, self.io.rig_tolerance_mm),
             scene_topic=cfg.scene_topic,
             wrist_topic=cfg.wrist_topic,
             use_success_topic=self.io.use_success_topic,
         )
-        self.progress_pub = self.create_publisher(String, "/meld/agent/progress", 10)
-        self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.progress_pub = self.create_publisher(String, names.AGENT_PROGRESS, 10)
+        self.diag_pub = self.create_publisher(DiagnosticArray, names.DIAGNOSTICS, 10)
+        self._progress_lock = threading.Lock()
         side = MutuallyExclusiveCallbackGroup()
         self.create_timer(1.0, self._report, callback_group=side)
         self.trainer = None
@@ -96,22 +115,6 @@ class AgentNode(Node):
         self._thread = threading.Thread(target=self._run, name="meld-trainer", daemon=True)
         self._thread.start()
 
-    def _wait_for_inputs(self) -> None:
-        deadline = time.monotonic() + self.config.inputs_timeout_s
-        missing = ["scene", "wrist", "joint_state"]
-        while time.monotonic() < deadline:
-            missing = [c for c in ("scene", "wrist") if self.link.latest_image(c) is None]
-            if self.link.latest_joint_state() is None:
-                missing.append("joint_state")
-            if not missing and self.link.home_client.service_is_ready():
-                return
-            time.sleep(0.1)
-        raise TimeoutError(
-            f"no {', '.join(missing) or '/meld/arm/home service'} within "
-            f"{self.config.inputs_timeout_s:.0f} s: are the cameras, xs_sdk (or sim_node) and "
-            "arm_node running?"
-        )
-
     def _run(self) -> None:
         from meld_core.train.evaluation import evaluate_run
         from meld_core.train.trainer import run_training
@@ -119,7 +122,10 @@ class AgentNode(Node):
         cfg = self.config
         log = self.get_logger()
         try:
-            self._wait_for_inputs()
+            if not wait_for_inputs(self.link, self.link.home_client.service_is_ready, cfg.inputs_timeout_s,
+                                   should_stop=lambda: self.stopping):
+                self.result = "stopped"
+                return
             factory = remote_env_factory(self.link, self.io)
             device = None if cfg.device == "auto" else cfg.device
             if cfg.mode == "train":
@@ -134,14 +140,15 @@ class AgentNode(Node):
                     env_factory=factory,
                     resume=cfg.resume,
                     device=device,
-                    hooks=[_ProgressHooks(self)],
+                    hooks=[AgentProgressHook(log.info, self._report)],
                     progress_bars=False,
                     trainer_callback=self._set_trainer,
                 )
                 c = trainer.counters
                 log.info(
-                    f"training finished: {c.iteration} iterations, {c.episodes} episodes, "
-                    f"{c.env_steps} env steps"
+                    f"training {'stopped' if trainer.stop_requested else 'finished'}: {c.iteration} "
+                    f"iterations, {c.episodes} episodes, {c.env_steps} env steps, {c.model_steps} model "
+                    f"steps, {c.ac_steps} AC steps (resume:=true continues)"
                 )
             else:
                 result, summary = evaluate_run(
@@ -154,7 +161,7 @@ class AgentNode(Node):
                     env_factory=factory,
                 )
                 log.info("meta-test results:\n" + result.table())
-            self.result = "done"
+            self.result = "stopped" if self.stopping else "done"
         except Exception as exc:
             if self.stopping:
                 self.result = "stopped"
@@ -180,6 +187,12 @@ class AgentNode(Node):
 
     # ------------------------------------------------------------------ reporting
     def _report(self) -> None:
+        """Publish the trainer's progress and the learner's diagnostics (every second and at every
+        episode; called from the timer and from the trainer thread)."""
+        with self._progress_lock:
+            self._publish_report()
+
+    def _publish_report(self) -> None:
         progress = self.trainer.progress() if self.trainer is not None else {}
         progress.update(result=self.result, mode=self.config.mode)
         if self.error:
@@ -199,63 +212,43 @@ class AgentNode(Node):
 
 def main(args=None) -> int:
     """Spin until the trainer finishes (or a signal stops it); exit 0 on success, 1 on failure."""
-    import signal
-
-    from rclpy.signals import SignalHandlerOptions
-
-    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
-    interrupts = []
-
-    def _on_signal(signum, frame):
-        # Ctrl-C in a terminal reaches this process twice within milliseconds (from the terminal and
-        # from ros2 launch): count signals less than 2 s apart as one.
-        now = time.monotonic()
-        if interrupts and now - interrupts[-1] > 2.0:
-            raise KeyboardInterrupt
-        interrupts.append(now)
-
-    signal.signal(signal.SIGINT, _on_signal)
-    signal.signal(signal.SIGTERM, _on_signal)
-    executor = MultiThreadedExecutor(num_threads=4)
     node = None
+    signals = start_ros(args, on_stop=lambda: node.request_stop() if node is not None else None)
+    executor = MultiThreadedExecutor(num_threads=4)
     code = 0
     try:
         node = AgentNode()
         executor.add_node(node)
         abort_at = None
         while not (node.finished.is_set() and node.config.shutdown_when_done):
-            executor.spin_once(timeout_sec=0.1)
-            if interrupts and abort_at is None:
+            executor.spin_once(timeout_sec=SPIN_PERIOD_S)
+            if signals.stop_requested and abort_at is None:
                 node.get_logger().warning(
-                    f"stopping after the running episode (<= {STOP_GRACE_S:.0f} s; signal again to abort)")
+                    f"stopping: checkpoint after the running episode (<= {STOP_GRACE_S:.0f} s, or at once "
+                    "if the robot graph is going down); signal again after 2 s to abort")
                 node.request_stop()
                 abort_at = time.monotonic() + STOP_GRACE_S
-                if node.trainer is None:
-                    break
             if abort_at is not None:
                 if node.finished.is_set():
                     break
-                if time.monotonic() > abort_at:
-                    # The rest of the graph is usually stopping too: do not wait for a robot that is gone.
+                if time.monotonic() > abort_at or inputs_silent(node.link, GRAPH_GONE_S):
+                    # Ctrl-C stops the rest of the graph too: do not wait for a robot that is gone.
                     node.link.abort()
         if node._thread is not None:
             node._thread.join(timeout=10.0)
         code = 0 if node.result != "failed" else 1
-    except (KeyboardInterrupt, ExternalShutdownException):
-        code = 130
+    except KeyboardInterrupt:
+        code = 130  # aborted by a second signal
     except Exception as exc:
-        print(f"[FATAL] agent_node: {type(exc).__name__}: {exc}", flush=True)
-        code = 1
+        code = exit_code(exc, node, signals, "agent_node")
     finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C arrives twice (terminal + launch)
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        if node is not None:
-            node.link.abort()
-            node.link.stop_arm()
-            executor.remove_node(node)
-            node.destroy_node()
-        executor.shutdown(timeout_sec=2.0)
-        rclpy.try_shutdown()
+        signals.settle()
+
+        def stop_robot(agent: AgentNode) -> None:
+            agent.link.abort()
+            agent.link.stop_arm()
+
+        finish(node, executor, stop_robot)
     return code
 
 

@@ -2,13 +2,18 @@
 
     ros2 run meld_ros arm_node --ros-args -p robot_name:=wx200 --params-file config/arm_node.yaml
 
-Subscribes `/meld/arm/velocity_command` (sensor_msgs/JointState: name + velocity in rad/s; an
-empty name list means the arm group's order) and `/<robot>/joint_states`; publishes
-interbotix_xs_msgs/JointGroupCommand on `/<robot>/commands/joint_group` once the `arm` group is in
-velocity mode (requested through `/<robot>/set_operating_modes` at start-up). Services
-`/meld/arm/home` and `/meld/arm/stop` (std_srvs/Trigger). All behaviour (filtering, deadman, home
-servo, stop latch, counters) is `meld_core.bridge.arm_bridge.ArmBridge`; this node only wires it.
-On exit (SIGINT/SIGTERM) it publishes zero velocity before shutting down.
+Subscribes `meld/arm/velocity_command` (sensor_msgs/JointState: name + velocity in rad/s; an
+empty name list means the arm group's order) and `<robot>/joint_states`; publishes
+interbotix_xs_msgs/JointGroupCommand on `<robot>/commands/joint_group` once the `arm` group is in
+velocity mode (requested through `<robot>/set_operating_modes` at start-up): zeros first, at once,
+so a servo still holding a dead node's last velocity stops. Services `meld/arm/home` and
+`meld/arm/stop` (std_srvs/Trigger). All names are relative (the root namespace on the robot, `sim`
+in the sim launches). All behaviour (filtering, deadman, home servo, stop latch, counters) is
+`meld_core.bridge.arm_bridge.ArmBridge`; this node only wires it.
+
+From velocity mode on, every tick publishes a heartbeat on `meld/arm/heartbeat` (sensor_msgs/JointState:
+the velocity last sent to xs_sdk): arm_guard_node stops the arm when it goes silent. On exit
+(SIGINT/SIGTERM) the node publishes zero velocity before shutting down.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from rclpy.node import Node
 from sensor_msgs.msg import JointState
 from std_srvs.srv import Trigger
 
+from meld_core.bridge import names
 from meld_core.bridge.arm_bridge import ArmBridge, ArmBridgeConfig, ArmBridgeError
 from meld_core.robot.profile import RobotProfile
 from meld_ros.common import declare_config, diagnostic_array, now_seconds, run_node, to_diagnostic
@@ -34,30 +40,33 @@ class ArmNode(Node):
         self.config: ArmBridgeConfig = declare_config(self, "arm_node")[0]
         # joints, limits, home pose and workspace box: the one robot profile the simulation uses
         self.bridge = ArmBridge(self.config, RobotProfile.load())
-        ns = f"/{self.config.robot_name}"
+        robot = self.config.robot_name
         control = MutuallyExclusiveCallbackGroup()  # commands, joint states and the tick: one at a time
-        self.command_pub = self.create_publisher(JointGroupCommand, f"{ns}/commands/joint_group", 10)
-        self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.command_pub = self.create_publisher(JointGroupCommand, names.xs_sdk(robot, names.JOINT_GROUP),
+                                                 10)
+        self.heartbeat_pub = self.create_publisher(JointState, names.ARM_HEARTBEAT, 10)
+        self.diag_pub = self.create_publisher(DiagnosticArray, names.DIAGNOSTICS, 10)
         self.create_subscription(
             JointState, self.config.command_topic, self._on_command, 10, callback_group=control
         )
         self.create_subscription(
-            JointState, f"{ns}/joint_states", self._on_joint_state, 10, callback_group=control
+            JointState, names.xs_sdk(robot, names.JOINT_STATES), self._on_joint_state, 10,
+            callback_group=control
         )
         self.create_timer(1.0 / self.config.tick_hz, self._tick, callback_group=control)
         # Clients awaited from timers live in their own group (never the control group).
         clients = MutuallyExclusiveCallbackGroup()
         self.mode_client = self.create_client(
-            OperatingModes, f"{ns}/set_operating_modes", callback_group=clients
+            OperatingModes, names.xs_sdk(robot, names.SET_OPERATING_MODES), callback_group=clients
         )
         self.registers_client = self.create_client(
-            RegisterValues, f"{ns}/get_motor_registers", callback_group=clients
+            RegisterValues, names.xs_sdk(robot, names.GET_MOTOR_REGISTERS), callback_group=clients
         )
         self.create_service(
-            Trigger, "/meld/arm/home", self._on_home, callback_group=MutuallyExclusiveCallbackGroup()
+            Trigger, names.ARM_HOME, self._on_home, callback_group=MutuallyExclusiveCallbackGroup()
         )
         self.create_service(
-            Trigger, "/meld/arm/stop", self._on_stop, callback_group=MutuallyExclusiveCallbackGroup()
+            Trigger, names.ARM_STOP, self._on_stop, callback_group=MutuallyExclusiveCallbackGroup()
         )
         side = MutuallyExclusiveCallbackGroup()
         self.create_timer(self.config.diagnostics_period_s, self._diagnostics, callback_group=side)
@@ -68,6 +77,8 @@ class ArmNode(Node):
         self._mode_timer = self.create_timer(0.2, self._request_velocity_mode, callback_group=side)
         self._temps_future = None
         self._publish_lock = threading.Lock()
+        self._velocity_mode = False
+        self._last_sent = [0.0] * len(self.bridge.joint_names)  # what xs_sdk was last told (the heartbeat)
 
     # ------------------------------------------------------------- velocity mode at start-up
     def _request_velocity_mode(self) -> None:
@@ -88,6 +99,8 @@ class ArmNode(Node):
             self._mode_future.result()  # raises if the call failed
             self.bridge.velocity_mode_set()
             self._mode_timer.cancel()
+            self._velocity_mode = True
+            self._tick()  # zeros at once: a servo may still hold the last velocity of a dead arm node
             self.get_logger().info(
                 f"group {self.config.group!r} in velocity mode; accepting commands on "
                 f"{self.config.command_topic}"
@@ -101,18 +114,26 @@ class ArmNode(Node):
             self.get_logger().error(str(exc), throttle_duration_sec=5.0)
 
     def _on_command(self, msg: JointState) -> None:
-        if self.bridge.on_command(msg.name, msg.velocity, now_seconds(self)):
-            self._tick()  # forward at once; the timer re-filters the held command in between
+        # Forward at once, refused or not (a refused NaN command zeros the held one); the timer
+        # re-filters the held command in between.
+        self.bridge.on_command(msg.name, msg.velocity, now_seconds(self))
+        self._tick()
 
     def _tick(self) -> None:
         velocity = self.bridge.tick(now_seconds(self))
         if velocity is not None:
             self._publish(velocity)
+        if self._velocity_mode:
+            beat = JointState(name=list(self.bridge.joint_names), velocity=list(self._last_sent))
+            beat.header.stamp = self.get_clock().now().to_msg()
+            self.heartbeat_pub.publish(beat)
 
     def _publish(self, velocity) -> None:
-        msg = JointGroupCommand(name=self.config.group, cmd=[float(v) for v in velocity])
+        cmd = [float(v) for v in velocity]
+        msg = JointGroupCommand(name=self.config.group, cmd=cmd)
         with self._publish_lock:
             self.command_pub.publish(msg)
+            self._last_sent = cmd
 
     # ------------------------------------------------------------- services
     def _on_home(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
@@ -164,9 +185,7 @@ class ArmNode(Node):
 
 
 def main(args=None) -> int:
-    return run_node(
-        ArmNode, num_threads=4, on_exit=lambda node: node.send_zeros(), keep_context_on_signal=True, args=args
-    )
+    return run_node(ArmNode, num_threads=4, on_exit=lambda node: node.send_zeros(), args=args)
 
 
 if __name__ == "__main__":

@@ -1,22 +1,28 @@
-"""Helpers every meld_ros node shares: config parameters, diagnostics, stamps, and `main()`.
+"""Helpers every meld_ros node shares: config parameters, diagnostics, stamps, images and `main()`.
 
 Nothing here has behaviour worth testing apart from ROS itself: the parameter rows come from
-`meld_core.bridge.paramspec`, the diagnostic records from `meld_core.hardware.diagnostics`.
+`meld_core.bridge.paramspec`, the diagnostic records from `meld_core.hardware.diagnostics`, the
+image byte layout from `meld_core.bridge.images`, the signal and shutdown-error policy from
+`meld_core.bridge.shutdown`.
 """
 
 from __future__ import annotations
 
-import signal
 from collections.abc import Callable
 
+import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import ParameterDescriptor
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
+from rclpy.executors import Executor, MultiThreadedExecutor, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
+from rclpy.signals import SignalHandlerOptions
+from sensor_msgs.msg import Image
 
+from meld_core.bridge.images import image_array, image_fields
 from meld_core.bridge.node_params import NODE_PARAMS, configs_from_params
+from meld_core.bridge.shutdown import StopSignals, is_shutdown_error
 from meld_core.hardware.diagnostics import DiagStatus
 
 _ROS_TYPES = {
@@ -76,58 +82,83 @@ def now_seconds(node: Node) -> float:
     return node.get_clock().now().nanoseconds * 1e-9
 
 
-def run_node(make_node: Callable[[], Node], *, num_threads: int = 4,
-             on_exit: Callable[[Node], None] | None = None, keep_context_on_signal: bool = False,
-             single_threaded: bool = False, args=None) -> int:
-    """Spin a node in a MultiThreadedExecutor with the ros2/demos shutdown pattern.
+def image_msg(rgb: np.ndarray, stamp, frame_id: str) -> Image:
+    """An rgb8 sensor_msgs/Image of an (H, W, 3) uint8 array (no cv_bridge: see meld_core.bridge.images)."""
+    msg = Image(**image_fields(rgb))
+    msg.header.stamp = stamp
+    msg.header.frame_id = frame_id
+    return msg
 
-    With `keep_context_on_signal`, rclpy's own signal handler is not installed: SIGINT/SIGTERM
-    raise KeyboardInterrupt in the spinning thread instead, so the context is still valid when
-    `on_exit(node)` runs and can still publish (the arm node sends zero velocity). The node must then
-    have a timer, so that the executor's wait returns and the signal is seen promptly.
-    With `single_threaded`, every callback runs in this (the main) thread: needed where a resource
-    is bound to the thread that created it (MuJoCo's EGL context in sim_node).
-    """
-    if keep_context_on_signal:
-        from rclpy.signals import SignalHandlerOptions
 
-        rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+def image_rgb(msg: Image) -> np.ndarray:
+    """The (H, W, 3) uint8 RGB pixels of an Image (rgb8, bgr8, rgba8, bgra8 or mono8)."""
+    return image_array(msg.height, msg.width, msg.encoding, msg.step, msg.data)
 
-        def _raise_interrupt(signum, frame):
-            raise KeyboardInterrupt
 
-        signal.signal(signal.SIGINT, _raise_interrupt)
-        signal.signal(signal.SIGTERM, _raise_interrupt)
+# The main loop wakes this often to notice a stop request (rclpy's own signal handler is not installed).
+SPIN_PERIOD_S = 0.1
+
+
+def start_ros(args=None, on_stop: Callable[[], None] | None = None) -> StopSignals:
+    """rclpy.init with the meld signal policy (meld_core.bridge.shutdown.StopSignals) instead of
+    rclpy's handler: a signal asks to stop, and the ROS context stays valid for the exit work."""
+    signals = StopSignals(on_stop).install()
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    return signals
+
+
+def exit_code(exc: BaseException, node: Node | None, signals: StopSignals, what: str) -> int:
+    """0 for an error that only says the process is shutting down; otherwise log it (FATAL) and 1."""
+    if is_shutdown_error(exc, stopping=signals.stop_requested or not rclpy.ok()):
+        return 0
+    message = f"{type(exc).__name__}: {exc}"
+    if node is not None:
+        node.get_logger().fatal(message)
     else:
-        rclpy.init(args=args)
+        print(f"[FATAL] [{what}]: {message}", flush=True)
+    return 1
+
+
+def finish(node: Node | None, executor: Executor, on_exit: Callable[[Node], None] | None = None) -> None:
+    """A node's exit work, then the node, the executor and the context; late errors are logged."""
+    if node is not None:
+        if on_exit is not None:
+            try:
+                on_exit(node)
+            except Exception as exc:
+                node.get_logger().error(f"on exit: {type(exc).__name__}: {exc}")
+        try:
+            executor.remove_node(node)
+            node.destroy_node()
+        except Exception as exc:  # e.g. a context already shut down: nothing left to release
+            node.get_logger().warning(f"destroying the node: {type(exc).__name__}: {exc}")
+    executor.shutdown(timeout_sec=2.0)
+    rclpy.try_shutdown()
+
+
+def run_node(make_node: Callable[[], Node], *, num_threads: int = 4,
+             on_exit: Callable[[Node], None] | None = None, single_threaded: bool = False, args=None) -> int:
+    """Spin a node until SIGINT/SIGTERM, then run `on_exit(node)` with the context still valid.
+
+    Signals follow meld_core.bridge.shutdown.StopSignals (the first stops, the copy that `ros2 launch`
+    sends on top of the terminal's Ctrl-C is the same stop, a later one aborts), so the arm node can
+    still publish zero velocity on exit. Errors that only say the node is shutting down exit 0; any
+    other exits 1 with a FATAL line. With `single_threaded`, every callback runs in this (the main)
+    thread: needed where a resource is bound to the thread that created it (MuJoCo's EGL context in
+    sim_node).
+    """
+    signals = start_ros(args)
     node = None
     code = 0
     executor = SingleThreadedExecutor() if single_threaded else MultiThreadedExecutor(num_threads=num_threads)
     try:
         node = make_node()
         executor.add_node(node)
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except Exception as exc:  # a node that cannot start or a fatal error: say why, exit non-zero
-        if node is not None:
-            node.get_logger().fatal(f"{type(exc).__name__}: {exc}")
-        else:
-            print(f"[FATAL] {type(exc).__name__}: {exc}", flush=True)
-        code = 1
+        while not signals.stop_requested and rclpy.ok():
+            executor.spin_once(timeout_sec=SPIN_PERIOD_S)
+    except (KeyboardInterrupt, Exception) as exc:
+        code = exit_code(exc, node, signals, "meld_ros")
     finally:
-        # Ctrl-C in a terminal reaches every node twice (from the terminal and from ros2 launch): the
-        # second SIGINT must not interrupt the clean-up; SIGTERM (launch's escalation) ends the process.
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        if node is not None:
-            if on_exit is not None:
-                try:
-                    on_exit(node)
-                except Exception as exc:
-                    node.get_logger().error(f"on exit: {exc}")
-            executor.remove_node(node)
-            node.destroy_node()
-        executor.shutdown(timeout_sec=2.0)
-        rclpy.try_shutdown()
+        signals.settle()
+        finish(node, executor, on_exit)
     return code

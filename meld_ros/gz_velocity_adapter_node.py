@@ -2,10 +2,10 @@
 
     ros2 run meld_ros gz_velocity_adapter_node --ros-args -p robot_name:=wx200
 
-Answers `/<robot>/set_operating_modes` (group velocity mode only) and forwards
-`/<robot>/commands/joint_group` (interbotix_xs_msgs/JointGroupCommand) to the controller's
-std_msgs/Float64MultiArray command topic, and relays /joint_states to /<robot>/joint_states, so
-arm_node runs unchanged against Gazebo.
+Answers `<robot>/set_operating_modes` (group velocity mode only) and forwards
+`<robot>/commands/joint_group` (interbotix_xs_msgs/JointGroupCommand) to the controller's
+std_msgs/Float64MultiArray command topic, and relays /joint_states to <robot>/joint_states (relative:
+in the node's namespace, `sim` in sim_gazebo.launch.py), so arm_node runs unchanged against Gazebo.
 Conversion rules: `meld_core.bridge.gz_adapter.GzAdapter`.
 """
 
@@ -17,6 +17,7 @@ from rclpy.node import Node
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray
 
+from meld_core.bridge import names
 from meld_core.bridge.gz_adapter import GzAdapter, GzAdapterConfig
 from meld_ros.common import declare_config, run_node
 
@@ -26,11 +27,12 @@ class GzVelocityAdapterNode(Node):
         super().__init__("gz_velocity_adapter")
         self.config: GzAdapterConfig = declare_config(self, "gz_velocity_adapter_node")[0]
         self.adapter = GzAdapter(self.config)
-        ns = f"/{self.config.robot_name}"
+        robot = self.config.robot_name
         self.command_pub = self.create_publisher(Float64MultiArray, self.config.controller_topic, 10)
-        self.create_subscription(JointGroupCommand, f"{ns}/commands/joint_group", self._on_command, 10)
-        self.create_service(OperatingModes, f"{ns}/set_operating_modes", self._on_modes)
-        self.joint_pub = self.create_publisher(JointState, f"{ns}/joint_states", 10)
+        self.create_subscription(JointGroupCommand, names.xs_sdk(robot, names.JOINT_GROUP), self._on_command,
+                                 10)
+        self.create_service(OperatingModes, names.xs_sdk(robot, names.SET_OPERATING_MODES), self._on_modes)
+        self.joint_pub = self.create_publisher(JointState, names.xs_sdk(robot, names.JOINT_STATES), 10)
         self.create_subscription(JointState, self.config.joint_states_in, self.joint_pub.publish, 10)
 
     def _on_modes(self, request: OperatingModes.Request, response: OperatingModes.Response):

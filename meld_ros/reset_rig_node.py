@@ -5,13 +5,14 @@
 
 configure opens the serial port, activate homes the rig, deactivate stops it, cleanup closes the
 port (`meld_core.hardware.rig_supervisor.RigSupervisor` holds the state machine). With
-`autostart` (default) the node configures and activates itself. Interfaces, all standard types:
+`autostart` (default) the node configures and activates itself. Interfaces, all standard types,
+relative to the node's namespace (the root one on the robot: `/meld/rig/...`):
 
-- `/meld/rig/goal_pose` (geometry_msgs/PoseStamped, in): position.x = rail translation in metres,
+- `meld/rig/goal_pose` (geometry_msgs/PoseStamped, in): position.x = rail translation in metres,
   yaw = router rotation; blocks the goal callback group until arrival or `move_timeout_s`.
-- `/meld/rig/pose` (geometry_msgs/PoseStamped, out) and `/meld/rig/state` (std_msgs/String, out:
+- `meld/rig/pose` (geometry_msgs/PoseStamped, out) and `meld/rig/state` (std_msgs/String, out:
   unconfigured | inactive | homing | idle | moving | stopped | error) at `state_hz`.
-- `/meld/rig/home`, `/meld/rig/stop` (std_srvs/Trigger); `/diagnostics`.
+- `meld/rig/home`, `meld/rig/stop` (std_srvs/Trigger); `diagnostics`.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackRet
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
+from meld_core.bridge import names
 from meld_core.hardware.rig_supervisor import (
     RigNodeConfig,
     RigSupervisor,
@@ -52,15 +54,15 @@ class ResetRigNode(LifecycleNode):
         super().__init__("reset_rig")
         self.config: RigNodeConfig = declare_config(self, "reset_rig_node")[0]
         self.supervisor = RigSupervisor(self.config, make_rig_client)
-        self.pose_pub = self.create_publisher(PoseStamped, "/meld/rig/pose", 10)
-        self.state_pub = self.create_publisher(String, "/meld/rig/state", 10)
-        self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.pose_pub = self.create_publisher(PoseStamped, names.RIG_POSE, 10)
+        self.state_pub = self.create_publisher(String, names.RIG_STATE, 10)
+        self.diag_pub = self.create_publisher(DiagnosticArray, names.DIAGNOSTICS, 10)
         # A goal blocks its group until the rig arrives; stop must stay callable meanwhile.
-        self.create_subscription(PoseStamped, "/meld/rig/goal_pose", self._on_goal, 10,
+        self.create_subscription(PoseStamped, names.RIG_GOAL, self._on_goal, 10,
                                  callback_group=MutuallyExclusiveCallbackGroup())
-        self.create_service(Trigger, "/meld/rig/home", self._on_home,
+        self.create_service(Trigger, names.RIG_HOME, self._on_home,
                             callback_group=MutuallyExclusiveCallbackGroup())
-        self.create_service(Trigger, "/meld/rig/stop", self._on_stop,
+        self.create_service(Trigger, names.RIG_STOP, self._on_stop,
                             callback_group=MutuallyExclusiveCallbackGroup())
         reporting = MutuallyExclusiveCallbackGroup()
         self.create_timer(1.0 / self.config.state_hz, self._publish_state, callback_group=reporting)

@@ -1,14 +1,16 @@
 """`RosRobotLink`: the `meld_core.bridge.remote_env.RobotLink` of the agent node, over rclpy.
 
 The TaskEnv itself (`meld_core.bridge.remote_env.RemoteRobotEnv`: 3.3 Hz tick schedule, staleness
-checks, image preprocessing, rewards from forward kinematics) has no ROS in it; this class only
-keeps the newest message of every input and turns commands into messages and service calls:
+checks, image preprocessing, rewards from forward kinematics) and the link's waits
+(`meld_core.bridge.link_waits`: rig arrival) have no ROS in them; this class only keeps the newest
+message of every input and turns commands into messages and service calls. Names are relative
+(`meld_core.bridge.names`), so the agent talks to the graph of its own namespace:
 
-- in: `/meld/scene/image_raw`, `/meld/wrist/image_raw` (sensor_msgs/Image, sensor-data QoS),
-  `/<robot>/joint_states` (sensor_msgs/JointState), `/meld/success` (std_msgs/Bool, optional),
-  `/meld/rig/pose` + `/meld/rig/state` (reset rig);
-- out: `/meld/arm/velocity_command` (sensor_msgs/JointState, velocities in rad/s),
-  `/meld/rig/goal_pose` (geometry_msgs/PoseStamped); service calls `/meld/arm/home`, `/meld/arm/stop`.
+- in: `meld/scene/image_raw`, `meld/wrist/image_raw` (sensor_msgs/Image, sensor-data QoS),
+  `<robot>/joint_states` (sensor_msgs/JointState), `meld/success` (std_msgs/Bool, optional),
+  `meld/rig/pose` + `meld/rig/state` (reset rig);
+- out: `meld/arm/velocity_command` (sensor_msgs/JointState, velocities in rad/s),
+  `meld/rig/goal_pose` (geometry_msgs/PoseStamped); service calls `meld/arm/home`, `meld/arm/stop`.
 
 Subscriptions only store messages (a reentrant group); image conversion happens when a control
 tick asks for a frame. The trainer calls this from its own thread, never from an executor thread,
@@ -21,7 +23,6 @@ import threading
 import time
 
 import numpy as np
-from cv_bridge import CvBridge
 from geometry_msgs.msg import PoseStamped
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.node import Node
@@ -30,9 +31,11 @@ from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Bool, String
 from std_srvs.srv import Trigger
 
+from meld_core.bridge import names
 from meld_core.bridge.arm_bridge import ArmBridgeError, reorder
+from meld_core.bridge.link_waits import wait_for_rig
 from meld_core.bridge.remote_env import RobotTimeoutError
-from meld_ros.common import now_seconds, stamp_to_seconds
+from meld_ros.common import image_rgb, now_seconds, stamp_to_seconds
 from meld_ros.reset_rig_node import fill_pose, read_pose
 
 
@@ -40,12 +43,11 @@ class RosRobotLink:
     """RobotLink over topics and services of the meld graph (see the module docstring)."""
 
     def __init__(self, node: Node, *, robot_name: str, joint_names: tuple[str, ...],
-                 scene_topic: str = "/meld/scene/image_raw", wrist_topic: str = "/meld/wrist/image_raw",
-                 rig_tolerance: tuple[float, float] = (0.2, 0.5), use_success_topic: bool = False) -> None:
+                 rig_tolerance: tuple[float, float], scene_topic: str = names.SCENE_IMAGE,
+                 wrist_topic: str = names.WRIST_IMAGE, use_success_topic: bool = False) -> None:
         self.node = node
         self.joint_names = tuple(joint_names)
-        self.rig_tolerance = rig_tolerance
-        self._bridge = CvBridge()
+        self.rig_tolerance = rig_tolerance  # (deg, mm): RemoteEnvConfig.rig_tolerance_deg/_mm
         self._lock = threading.Lock()
         self._images: dict[str, tuple[Image, float]] = {}
         self._converted: dict[str, tuple[int, np.ndarray]] = {}
@@ -58,17 +60,17 @@ class RosRobotLink:
         for camera, topic in (("scene", scene_topic), ("wrist", wrist_topic)):
             node.create_subscription(Image, topic, lambda msg, camera=camera: self._on_image(camera, msg),
                                      qos_profile_sensor_data, callback_group=inputs)
-        node.create_subscription(JointState, f"/{robot_name}/joint_states", self._on_joint_state, 10,
-                                 callback_group=inputs)
+        node.create_subscription(JointState, names.xs_sdk(robot_name, names.JOINT_STATES),
+                                 self._on_joint_state, 10, callback_group=inputs)
         if use_success_topic:
-            node.create_subscription(Bool, "/meld/success", self._on_success, 10, callback_group=inputs)
-        node.create_subscription(PoseStamped, "/meld/rig/pose", self._on_rig_pose, 10, callback_group=inputs)
-        node.create_subscription(String, "/meld/rig/state", self._on_rig_state, 10, callback_group=inputs)
-        self.command_pub = node.create_publisher(JointState, "/meld/arm/velocity_command", 10)
-        self.rig_goal_pub = node.create_publisher(PoseStamped, "/meld/rig/goal_pose", 10)
+            node.create_subscription(Bool, names.SUCCESS, self._on_success, 10, callback_group=inputs)
+        node.create_subscription(PoseStamped, names.RIG_POSE, self._on_rig_pose, 10, callback_group=inputs)
+        node.create_subscription(String, names.RIG_STATE, self._on_rig_state, 10, callback_group=inputs)
+        self.command_pub = node.create_publisher(JointState, names.ARM_COMMAND, 10)
+        self.rig_goal_pub = node.create_publisher(PoseStamped, names.RIG_GOAL, 10)
         clients = MutuallyExclusiveCallbackGroup()
-        self.home_client = node.create_client(Trigger, "/meld/arm/home", callback_group=clients)
-        self.stop_client = node.create_client(Trigger, "/meld/arm/stop", callback_group=clients)
+        self.home_client = node.create_client(Trigger, names.ARM_HOME, callback_group=clients)
+        self.stop_client = node.create_client(Trigger, names.ARM_STOP, callback_group=clients)
 
     # ------------------------------------------------------------------ callbacks (store only)
     def _on_image(self, camera: str, msg: Image) -> None:
@@ -129,7 +131,7 @@ class RosRobotLink:
         cached = self._converted.get(camera)
         if cached is not None and cached[0] == id(msg):
             return cached[1], stamp
-        image = np.asarray(self._bridge.imgmsg_to_cv2(msg, desired_encoding="rgb8"))
+        image = image_rgb(msg)
         self._converted[camera] = (id(msg), image)
         return image, stamp
 
@@ -171,29 +173,16 @@ class RosRobotLink:
         self.send_velocity(np.zeros(len(self.joint_names)))
 
     def move_rig(self, rotation_deg: float, translation_mm: float, timeout_s: float) -> None:
-        goal = (rotation_deg, translation_mm)
         msg = PoseStamped()
         msg.header.stamp = self.node.get_clock().now().to_msg()
         msg.header.frame_id = "rig_base"
         fill_pose(msg, rotation_deg, translation_mm)
         sent_at = self.now()
-        deadline = time.monotonic() + timeout_s
         self.rig_goal_pub.publish(msg)
-        last = "no rig state received"
-        while time.monotonic() < deadline:
-            self._check_abort()
+
+        def read():
             with self._lock:
-                pose, state = self._rig_pose, self._rig_state
-            if state is not None and state[0] in ("error", "stopped"):
-                raise RobotTimeoutError(f"reset rig is {state[0]}; see /diagnostics, call /meld/rig/home")
-            if pose is not None and state is not None and pose[1] > sent_at and state[1] > sent_at:
-                (rotation, translation), _ = pose
-                last = f"rig {state[0]} at {rotation:.2f} deg, {translation:.2f} mm"
-                if (state[0] == "idle" and abs(rotation - goal[0]) <= self.rig_tolerance[0]
-                        and abs(translation - goal[1]) <= self.rig_tolerance[1]):
-                    return
-            time.sleep(0.02)
-        raise RobotTimeoutError(
-            f"reset rig did not reach {rotation_deg:.2f} deg, {translation_mm:.2f} mm within "
-            f"{timeout_s:.0f} s "
-            f"({last}); is reset_rig_node (or sim_node) active?")
+                return self._rig_pose, self._rig_state
+
+        wait_for_rig((rotation_deg, translation_mm), read, tolerance=self.rig_tolerance, sent_at=sent_at,
+                     timeout_s=timeout_s, check_abort=self._check_abort)

@@ -1,20 +1,22 @@
 """The MuJoCo WidowX insertion world behind the robot's topics and services.
 
-    ros2 run meld_ros sim_node --ros-args -p robot_name:=wx200
+    ros2 run meld_ros sim_node --ros-args -r __ns:=/sim -p robot_name:=wx200
 
-Stands in for xs_sdk (`/<robot>/joint_states`, `/<robot>/commands/joint_group`,
-`/<robot>/set_operating_modes`, `/<robot>/torque_enable`, `/<robot>/get_robot_info`), the two
-cameras (`/meld/scene/image_raw`, `/meld/wrist/image_raw`, sensor-data QoS) and the reset rig
-(`/meld/rig/goal_pose`, `/meld/rig/pose`, `/meld/rig/state`, `/meld/rig/home`, `/meld/rig/stop`),
-so arm_node and agent_node run unchanged. Behaviour lives in `meld_core.bridge.sim_robot.SimRobot`;
-physics advances one control period per tick of the environment's control rate, holding the last
-velocity like the servos do. The node spins in a single thread: the simulation is not thread-safe
-and MuJoCo's EGL rendering context is bound to the thread that created it.
+Stands in for xs_sdk (`<robot>/joint_states`, `<robot>/commands/joint_group`,
+`<robot>/set_operating_modes`, `<robot>/torque_enable`, `<robot>/get_robot_info`), the two
+cameras (`meld/scene/image_raw`, `meld/wrist/image_raw`, sensor-data QoS) and the reset rig
+(`meld/rig/goal_pose`, `meld/rig/pose`, `meld/rig/state`, `meld/rig/home`, `meld/rig/stop`),
+so arm_node and agent_node run unchanged. All names are relative: the node runs in a namespace
+(`sim` in the launch files) and refuses the root namespace, where it would answer on the real
+robot's names (`allow_root_namespace` overrides that on a machine without a robot).
+Behaviour lives in `meld_core.bridge.sim_robot.SimRobot`; physics advances one control period per
+tick of the environment's control rate, holding the last velocity like the servos do. The node
+spins in a single thread: the simulation is not thread-safe and MuJoCo's EGL rendering context is
+bound to the thread that created it.
 """
 
 from __future__ import annotations
 
-from cv_bridge import CvBridge
 from geometry_msgs.msg import PoseStamped
 from interbotix_xs_msgs.msg import JointGroupCommand
 from interbotix_xs_msgs.srv import OperatingModes, RobotInfo, TorqueEnable
@@ -25,8 +27,9 @@ from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
-from meld_core.bridge.sim_robot import SimRobot, SimRobotConfig, sim_env_overrides
-from meld_ros.common import declare_config, now_seconds, run_node
+from meld_core.bridge import names
+from meld_core.bridge.sim_robot import SimRobot, SimRobotConfig, check_sim_namespace, sim_env_overrides
+from meld_ros.common import declare_config, image_msg, now_seconds, run_node
 from meld_ros.reset_rig_node import fill_pose, read_pose
 
 
@@ -43,30 +46,31 @@ class SimNode(Node):
     def __init__(self) -> None:
         super().__init__("sim")
         self.config: SimRobotConfig = declare_config(self, "sim_node")[0]
+        check_sim_namespace(self.get_namespace(), self.config.allow_root_namespace)
         self.env = make_sim_env(self.config)
         self.robot = SimRobot(self.config, self.env)
-        self.bridge = CvBridge()
-        ns = f"/{self.config.robot_name}"
+        robot = self.config.robot_name
         sim = MutuallyExclusiveCallbackGroup()  # everything that touches MuJoCo
-        self.joint_pub = self.create_publisher(JointState, f"{ns}/joint_states", 10)
+        self.joint_pub = self.create_publisher(JointState, names.xs_sdk(robot, names.JOINT_STATES), 10)
         self.image_pubs = {
-            "scene": self.create_publisher(Image, "/meld/scene/image_raw", qos_profile_sensor_data),
-            "wrist": self.create_publisher(Image, "/meld/wrist/image_raw", qos_profile_sensor_data),
+            "scene": self.create_publisher(Image, names.SCENE_IMAGE, qos_profile_sensor_data),
+            "wrist": self.create_publisher(Image, names.WRIST_IMAGE, qos_profile_sensor_data),
         }
         self.frame_ids = {"scene": self.config.scene_frame_id, "wrist": self.config.wrist_frame_id}
-        self.rig_pose_pub = self.create_publisher(PoseStamped, "/meld/rig/pose", 10)
-        self.rig_state_pub = self.create_publisher(String, "/meld/rig/state", 10)
+        self.rig_pose_pub = self.create_publisher(PoseStamped, names.RIG_POSE, 10)
+        self.rig_state_pub = self.create_publisher(String, names.RIG_STATE, 10)
         commands = MutuallyExclusiveCallbackGroup()
-        self.create_subscription(JointGroupCommand, f"{ns}/commands/joint_group", self._on_group_command, 10,
-                                 callback_group=commands)
-        self.create_service(OperatingModes, f"{ns}/set_operating_modes", self._on_modes,
+        self.create_subscription(JointGroupCommand, names.xs_sdk(robot, names.JOINT_GROUP),
+                                 self._on_group_command, 10, callback_group=commands)
+        self.create_service(OperatingModes, names.xs_sdk(robot, names.SET_OPERATING_MODES), self._on_modes,
                             callback_group=commands)
-        self.create_service(TorqueEnable, f"{ns}/torque_enable", self._on_torque, callback_group=commands)
-        self.create_service(RobotInfo, f"{ns}/get_robot_info", self._on_info, callback_group=commands)
-        self.create_subscription(PoseStamped, "/meld/rig/goal_pose", self._on_rig_goal, 10,
-                                 callback_group=sim)
-        self.create_service(Trigger, "/meld/rig/home", self._on_rig_home, callback_group=sim)
-        self.create_service(Trigger, "/meld/rig/stop", self._on_rig_stop, callback_group=sim)
+        self.create_service(TorqueEnable, names.xs_sdk(robot, names.TORQUE_ENABLE), self._on_torque,
+                            callback_group=commands)
+        self.create_service(RobotInfo, names.xs_sdk(robot, names.GET_ROBOT_INFO), self._on_info,
+                            callback_group=commands)
+        self.create_subscription(PoseStamped, names.RIG_GOAL, self._on_rig_goal, 10, callback_group=sim)
+        self.create_service(Trigger, names.RIG_HOME, self._on_rig_home, callback_group=sim)
+        self.create_service(Trigger, names.RIG_STOP, self._on_rig_stop, callback_group=sim)
         control_hz = float(self.env.spec.control_hz)
         self.create_timer(1.0 / control_hz, self._physics, callback_group=sim)
         self.create_timer(1.0 / self.config.camera_hz, self._cameras, callback_group=sim)
@@ -119,10 +123,7 @@ class SimNode(Node):
         images = self.robot.images()
         stamp = self.get_clock().now().to_msg()
         for name, pub in self.image_pubs.items():
-            msg = self.bridge.cv2_to_imgmsg(images[name], encoding="rgb8")
-            msg.header.stamp = stamp
-            msg.header.frame_id = self.frame_ids[name]
-            pub.publish(msg)
+            pub.publish(image_msg(images[name], stamp, self.frame_ids[name]))
 
     # ------------------------------------------------------------------ reset rig side
     def _rig(self) -> None:

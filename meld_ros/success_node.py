@@ -2,7 +2,7 @@
 
     ros2 run meld_ros success_node --ros-args -p interface:=enx00e04c680001
 
-Publishes std_msgs/Bool on /meld/success at `poll_hz` (true while the router port the cable plugs
+Publishes std_msgs/Bool on meld/success at `poll_hz` (true while the router port the cable plugs
 into has carrier), with the debouncing and sysfs reading of `meld_core.hardware.link_state`.
 The agent uses it instead of forward kinematics when its `use_success_topic` parameter is true.
 """
@@ -13,6 +13,7 @@ from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.node import Node
 from std_msgs.msg import Bool
 
+from meld_core.bridge import names
 from meld_core.hardware.diagnostics import DiagLevel, DiagStatus
 from meld_core.hardware.link_state import LinkStateConfig, LinkStateError, LinkStateMonitor
 from meld_ros.common import declare_config, diagnostic_array, run_node, to_diagnostic
@@ -24,8 +25,8 @@ class SuccessNode(Node):
         self.config: LinkStateConfig = declare_config(self, "success_node")[0]
         self.monitor = LinkStateMonitor(self.config)
         self.monitor.check()  # fail at start-up, with the list of interfaces, if the name is wrong
-        self.success_pub = self.create_publisher(Bool, "/meld/success", 10)
-        self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.success_pub = self.create_publisher(Bool, names.SUCCESS, 10)
+        self.diag_pub = self.create_publisher(DiagnosticArray, names.DIAGNOSTICS, 10)
         self.error = ""
         self.state = False
         self.create_timer(1.0 / self.config.poll_hz, self._poll)

@@ -65,3 +65,12 @@ def test_one_training_iteration_over_the_robot_task_env(tmp_path):
     ]
     assert link.bridge.rejected_commands == 0 and np.isfinite(link.robot.command).all()
     sim.close()
+
+
+def test_the_node_can_split_training_into_actor_and_learner(tmp_path):
+    run = str(tmp_path / "run")
+    split = training_config(AgentRunConfig(run_dir=run, preset="smoke", train_mode="async"))
+    assert split.train.mode == "async"
+    assert training_config(AgentRunConfig(run_dir=run, preset="smoke")).train.mode == "alternate"
+    with pytest.raises(ValueError, match="train_mode"):
+        AgentRunConfig(train_mode="parallel")

@@ -207,3 +207,81 @@ def test_reorder_errors():
 def test_config_validation(bad):
     with pytest.raises(ValueError):
         ArmBridgeConfig(**bad)
+
+
+def commanding_bridge(profile, t0=100.0, **overrides):
+    bridge = ArmBridge(ArmBridgeConfig(**overrides), profile)
+    bridge.velocity_mode_set()
+    bridge.on_joint_state(JOINTS, Q0, now=t0)
+    assert bridge.on_command(JOINTS, [0.2, 0, 0, 0, 0], now=t0)
+    assert bridge.tick(t0)[0] == pytest.approx(0.2)
+    return bridge
+
+
+def run_ticks(bridge, times):
+    """Joint states and ticks at `times` (as arm_node does); the last velocity sent."""
+    sent = None
+    for t in times:
+        bridge.on_joint_state(JOINTS, Q0, now=t)
+        out = bridge.tick(t)
+        if out is not None:
+            sent = out
+    return sent
+
+
+def test_a_clock_stepping_back_stops_the_arm_at_once(profile):
+    # Before: the deadman compared signed differences: after a 10 s step back, 0.2 rad/s kept going
+    # for 10 s with no deadman trip.
+    bridge = commanding_bridge(profile)
+    assert run_ticks(bridge, [100.05, 100.1]) is None  # still the command
+    assert np.allclose(run_ticks(bridge, [90.15]), 0.0)  # the clock stepped back 10 s
+    assert bridge.deadman_trips == 1
+    assert run_ticks(bridge, np.arange(90.2, 100.5, 0.05)) is None  # zeros stay
+    assert bridge.on_command(JOINTS, [0.2, 0, 0, 0, 0], now=100.5)  # a new command runs on the new time
+    assert run_ticks(bridge, [100.5])[0] == pytest.approx(0.2)
+
+
+def test_stale_joint_states_are_not_refreshed_by_a_clock_step(profile):
+    bridge = commanding_bridge(profile, joint_state_timeout_s=0.25)
+    bridge.on_command(JOINTS, [0.2, 0, 0, 0, 0], now=100.2)
+    assert bridge.tick(100.2)[0] == pytest.approx(0.2)  # joint state 0.2 s old: fine
+    # no more joint states; the clock steps back below the last one's stamp
+    assert np.allclose(bridge.tick(99.0), 0.0)
+    assert bridge.stale_state_stops == 1
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_a_non_finite_clock_never_disables_the_deadman(profile, bad):
+    # Before: a command stamped NaN or inf fed the deadman `nan`: it never expired again.
+    bridge = commanding_bridge(profile)
+    assert bridge.on_command(JOINTS, [0.3, 0, 0, 0, 0], now=bad)  # stored, but it does not feed the deadman
+    sent = run_ticks(bridge, [100.05, 100.1, 100.2, 100.3, 100.4])
+    assert sent[0] == pytest.approx(0.3)  # within the period of the last valid command
+    assert np.allclose(run_ticks(bridge, [100.5]), 0.0)  # 0.5 s after the last valid command
+    assert bridge.deadman_trips == 1
+
+
+def test_a_non_finite_command_stops_the_arm_and_does_not_feed_the_deadman(profile):
+    # Before: a NaN command fed the deadman (issue 19, item 3).
+    bridge = commanding_bridge(profile)
+    assert not bridge.on_command(JOINTS, [np.nan, 0.1, 0, 0, 0], now=100.3)
+    assert np.allclose(bridge.tick(100.3), 0.0)  # stops at once
+    assert bridge.events["non_finite"] == 1 and bridge.rejected_commands == 1
+    assert bridge.mode == Mode.COMMAND
+    run_ticks(bridge, [100.35, 100.4, 100.5])
+    assert bridge.mode == Mode.IDLE  # the deadman ran out 0.45 s after the last valid command (t=100)
+    assert bridge.status(100.5).values["command_age_s"] == "0.500"
+
+
+def test_zeros_reach_the_arm_within_half_a_second_of_the_last_valid_command(profile):
+    # Before: deadman 0.5 s + a 50 ms tick: zeros up to 0.55 s after the last command (issue 19, item 3).
+    cfg = ArmBridgeConfig()
+    assert cfg.stop_bound_s <= 0.5 + 1e-12
+    for phase in np.linspace(0.0, 0.05, 11, endpoint=False):  # where the command falls between ticks
+        bridge = commanding_bridge(profile, t0=100.0 + phase)
+        for t in 100.0 + np.arange(1, 40) / cfg.tick_hz:
+            sent = run_ticks(bridge, [t])
+            if sent is not None:
+                break
+        assert np.allclose(sent, 0.0) and bridge.deadman_trips == 1
+        assert t - (100.0 + phase) <= cfg.stop_bound_s + 1e-9

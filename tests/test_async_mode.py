@@ -58,7 +58,7 @@ def assert_complete(run, cfg, extra_episodes=0):
     ids = episode_ids(run)
     assert ids == list(range(want["episodes"] + extra_episodes))  # none lost, none duplicated
     assert json.loads((run / "progress_actor.json").read_text())["status"] == "finished"
-    assert (run / "eval" / "summary.json").is_file()
+    assert RunDir(run).eval_history()[-1]["final"]  # the actor evaluated the final weights
 
 
 def test_async_smoke_run_matches_the_gradient_steps_of_alternate_mode(tmp_path):
@@ -74,7 +74,7 @@ def test_kill_9_of_the_learner_then_resume(tmp_path, monkeypatch):
     cfg = tiny_async()
     run = tmp_path / "run"
     pretrain = expected(cfg)["model_steps"] - 3 * 4
-    monkeypatch.setenv("MELD_CRASH_AT", f"learner:gradient_step:{pretrain + 8 + 3}")  # inside iteration 1
+    monkeypatch.setenv("MELD_CRASH_AT", f"gradient_step@{pretrain + 8 + 3}")  # inside iteration 1
     with pytest.raises(PeerLostError, match="killed by signal 9"):
         run_async(cfg, run, progress_bars=False)
     assert learner_counters(run)["iteration"] == 1  # its last checkpoint: after iteration 0
@@ -112,7 +112,7 @@ def test_kill_9_of_the_actor_in_an_episode_then_resume(tmp_path):
     run = tmp_path / "run"
     T = cfg.env_config["episode_length"]
     warmup_steps = expected(cfg)["episodes"] * T - 3 * 2 * T
-    env = {**os.environ, "MELD_CRASH_AT": f"actor:env_step:{warmup_steps + 2 * T + 5}",  # iteration 1, step 5
+    env = {**os.environ, "MELD_CRASH_AT": f"env_step@{warmup_steps + 2 * T + 5}",  # iteration 1, step 5
            "PYTHONPATH": str(REPO)}
     proc = subprocess.run([sys.executable, "-c", ACTOR, str(run)], env=env, cwd=REPO, timeout=300)
     assert proc.returncode == -9

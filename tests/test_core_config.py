@@ -79,3 +79,64 @@ def test_unsupported_image_shapes_raise(shape):
 def test_validation(cls, kw):
     with pytest.raises(ValueError):
         cls(**kw)
+
+
+@pytest.mark.parametrize(
+    "cls, data, message",
+    [
+        (ModelConfig, {"lr": "1e-3"},
+         "ModelConfig.lr: expected float, got the string '1e-3' (YAML reads 1e-3"),
+        (ModelConfig, {"base_depth": 4.5}, "ModelConfig.base_depth: expected int, got float 4.5"),
+        (ModelConfig, {"base_depth": True}, "ModelConfig.base_depth: expected int, got bool True"),
+        (ModelConfig, {"hidden_size": "big"}, "ModelConfig.hidden_size: expected int or null"),
+        (ModelConfig, {"image_shape": [64, 64]}, "ModelConfig.image_shape: expected a list of 3"),
+        (SACConfig, {"actor_hidden": [64, 6.5]}, "SACConfig.actor_hidden[1]: expected int"),
+        (SACConfig, {"td_across_resets": "yes"}, "SACConfig.td_across_resets: expected true or false"),
+        (SACConfig, {"td_reward": 1}, "SACConfig.td_reward: expected str, got int 1"),
+        (DeviceConfig, {"cpu_bf16": 1}, "DeviceConfig.cpu_bf16: expected bool or null, got int 1"),
+    ],
+)
+def test_values_of_the_wrong_type_are_rejected_with_the_field_and_type(cls, data, message):
+    with pytest.raises(ValueError) as exc:
+        config_from_dict(cls, data)
+    assert str(exc.value).startswith(message)
+
+
+def test_an_empty_or_incomplete_config_names_what_is_missing():
+    from meld_core.config import RunConfig
+
+    with pytest.raises(ValueError, match=r"RunConfig: expected a mapping of RunConfig fields, got null \(an"):
+        config_from_dict(RunConfig, None)
+    with pytest.raises(ValueError, match=r"missing key\(s\) \['env_config', 'model'"):
+        config_from_dict(RunConfig, {"env": "point_nav"})
+    assert config_from_dict(ModelConfig, {"lr": 1, "reward_decoder_std": None}).lr == 1.0  # ints are floats
+
+
+def test_overrides_set_dotted_keys_and_are_validated():
+    from meld_core.config import config_diff
+    from meld_core.config.presets import preset_config
+
+    base = preset_config("point_nav", "smoke")
+    cfg = base.with_overrides({"sac.batch_size": 128, "env_config.episode_length": 30,
+                               "model.hidden_size": None})
+    assert cfg.sac.batch_size == 128 and cfg.model.hidden_size is None
+    assert cfg.env_config["episode_length"] == 30 and cfg.build_env_config().episode_length == 30
+    assert [k for k, _, _ in config_diff(base.identity(), cfg.identity())] == [
+        "env_config.episode_length", "model.hidden_size", "sac.batch_size"]
+    for overrides, message in (({"sac.batch_sise": 3}, r"RunConfig.sac: unknown key\(s\) \['batch_sise'\]"),
+                               ({"sacc.gamma": 0.5}, "sacc is not a section"),
+                               ({"env_config.episode_lenght": 3}, "RunConfig.env_config: unknown key"),
+                               ({"env_config.episode_length": 2.5},
+                                "env_config.episode_length: expected int"),
+                               ({"sac.gamma": 1.5}, "SACConfig.gamma must be in")):
+        with pytest.raises(ValueError, match=message):
+            base.with_overrides(overrides)
+
+
+def test_identity_compares_the_resolved_env_config():
+    from meld_core.config.presets import preset_config
+
+    paper = preset_config("point_nav", "paper")
+    spelled_out = dataclasses.replace(paper, env_config=dataclasses.asdict(paper.build_env_config()))
+    assert spelled_out.identity() == paper.identity()
+    assert dataclasses.replace(paper, device=DeviceConfig(device="cpu")).identity() == paper.identity()

@@ -88,7 +88,8 @@ def test_actions_are_clipped_and_non_finite_actions_ignored():
     env = PointNavEnv(PointNavConfig(max_step=0.25))
     env.reset()
     obs = env.step(np.array([10.0, np.nan]))
-    assert obs.info["x"] == pytest.approx(0.25) and obs.info["y"] == pytest.approx(0.0)
+    assert obs.info["joint_positions"] == pytest.approx([0.25, 0.0])
+    assert obs.info["commanded_velocity"] == pytest.approx([0.25 * 3.3, 0.0])  # the clipped command
     with pytest.raises(ValueError):
         env.step(np.zeros(3))
 
@@ -119,15 +120,17 @@ def test_trial_overview_draws_one_tile_per_task_with_each_episode_path(tmp_path)
     rng = np.random.default_rng(0)
     trials = [run_trial(env, task, 2, rng=rng) for _ in range(2) for task in env.eval_tasks]
     assert len(trials[0].episodes[0].infos) == env.spec.episode_length + 1
-    assert trials[0].episodes[0].infos[0] == pytest.approx({"distance": 1.0, "x": 0.0, "y": 0.0})
+    assert trials[0].episodes[0].infos[0] == {"distance": pytest.approx(1.0), "stamp": pytest.approx(0.0),
+                                              "joint_positions": [0.0, 0.0], "joint_velocities": [0.0, 0.0]}
     result = EvalResult(episodes_per_trial=2, reward_input="sparse", trials=trials)
     overview = trial_overview(env, result)
     assert overview.shape == (96, 3 * 96, 3) and overview.dtype == np.uint8  # 3 tasks, first trial each
     for colour in ([80, 150, 255], [255, 90, 80]):  # both episodes' paths are drawn
         assert (overview == colour).all(-1).sum() > 20
-    summary = write_eval_artefacts(result, tmp_path, fps=3.3, episode_length=env.spec.episode_length,
+    summary = write_eval_artefacts(result, tmp_path / "eval", fps=3.3, episode_length=env.spec.episode_length,
                                    overview=overview)
-    assert summary["overview"] == "overview.png" and (tmp_path / "overview.png").stat().st_size > 1000
+    assert summary["overview"] == "overview.png"
+    assert (tmp_path / "eval" / "overview.png").stat().st_size > 1000
 
     class NoOverview:
         pass

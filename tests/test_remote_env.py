@@ -111,6 +111,22 @@ def test_rewards_come_from_the_measured_joints():
     )
 
 
+def test_frames_report_the_joint_state_its_stamp_and_the_command_sent():
+    """The per-frame state of the TaskEnv convention: what the link carries, nothing it does not."""
+    env, link = make_env(action_scale=(0.5,) * 5)
+    assert env.spec.joint_names == ("waist", "shoulder", "elbow", "wrist_angle", "wrist_rotate")
+    assert env.spec.cameras == ("scene", "wrist")
+    env.set_task(TRAIN[0])
+    first = env.reset()
+    obs = env.step(np.array([0.4, 0, 0, 0, -2.0]))
+    q, stamp = link.latest_joint_state()
+    assert obs.info["stamp"] == stamp and obs.info["stamp"] > first.info["stamp"]
+    assert obs.info["joint_positions"] == pytest.approx(q.tolist())
+    assert obs.info["commanded_velocity"] == pytest.approx([0.2, 0, 0, 0, -0.5])
+    assert "commanded_velocity" not in first.info  # nothing was commanded into the reset frame
+    assert "joint_velocities" not in obs.info and "applied_velocity" not in obs.info  # not observable here
+
+
 @pytest.mark.parametrize("silent", ["scene", "wrist", "joint_state"])
 def test_a_silent_input_raises_stale_input_error_naming_it(silent):
     env, link = make_env()

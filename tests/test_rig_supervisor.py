@@ -168,3 +168,63 @@ def test_make_rig_client_builds_the_configured_driver():
     sup.move(-2.0, 3.0)
     assert sup.position() == pytest.approx((-2.0, 3.0))
     sup.shutdown()
+
+
+class _AnsweringRig(fake_rig.FakeResetRig):
+    """The real firmware reports the aborted motion before it acknowledges STOP, so the moving thread
+    sees its error while stop() is still waiting for its answer."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.motion_failed = threading.Event()
+
+    def move_to(self, *args, **kwargs):
+        try:
+            return super().move_to(*args, **kwargs)
+        except Exception:
+            self.motion_failed.set()
+            raise
+
+    def stop(self):
+        state = super().stop()
+        self.motion_failed.wait(timeout=2.0)
+        time.sleep(0.05)  # the ack arrives after the move thread has handled the abort
+        return state
+
+
+def test_stop_during_a_move_ends_stopped_not_error_when_the_abort_arrives_first():
+    # Before: the move thread recorded ERROR (stop() set STOPPED only after the firmware answered).
+    rigs = []
+
+    def factory(config):
+        from meld_core.hardware.reset_rig import ResetRigConfig
+
+        rigs.append(_AnsweringRig(ResetRigConfig(port="fake"), motion_time_s=0.0))
+        return rigs[-1]
+
+    sup = RigSupervisor(RigNodeConfig(driver="fake"), factory)
+    sup.configure()
+    sup.activate()
+    rigs[0].motion_time_s = 5.0
+    errors = []
+    worker = threading.Thread(target=lambda: errors.append(_raised(lambda: sup.move(5.0, 5.0))))
+    worker.start()
+    deadline = time.monotonic() + 2.0
+    while not rigs[0]._moving.is_set() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    sup.stop()
+    worker.join(timeout=3.0)
+    assert isinstance(errors[0], RigSupervisorError) and "interrupted by stop" in str(errors[0])
+    assert sup.state == RigNodeState.STOPPED and sup.failures == 0 and not sup.last_error
+    assert sup.status().level == DiagLevel.WARN
+    rigs[0].motion_time_s = 0.0
+    sup.home()
+    assert sup.state == RigNodeState.IDLE
+
+
+def _raised(call):
+    try:
+        call()
+    except Exception as exc:
+        return exc
+    return None

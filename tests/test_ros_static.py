@@ -193,3 +193,154 @@ def test_the_check_rejects_an_executable_it_cannot_read(tmp_path):
 def test_data_files_install_launch_and_config():
     text = (ROOT / "setup.py").read_text()
     assert '*_tree("launch")' in text and '*_tree("config")' in text and '*_tree("urdf")' in text
+
+
+# ------------------------------------------------------------------ issue 19: the graph's safety rules
+
+
+def _arguments(path: Path) -> dict[str, str]:
+    tree = ast.parse(path.read_text())
+    rows = next(n for n in ast.walk(tree) if isinstance(n, ast.Assign) and getattr(n.targets[0], "id", "") ==
+                "ARGUMENTS")
+    out = {}
+    for row in rows.value.elts:
+        name, default, _ = row.elts
+        out[ast.literal_eval(name)] = ast.unparse(default)
+    return out
+
+
+def _starts_of(expr: ast.AST, assigned: dict[str, ast.AST], where: str) -> list[tuple[str, str]]:
+    """Starts of one launch-description entry: a Node/meld_node/helper call, or a name bound to one."""
+    if isinstance(expr, ast.Starred):
+        expr = expr.value
+    if isinstance(expr, ast.Name) and expr.id in assigned:
+        expr = assigned[expr.id]
+    found = _direct_starts(expr, where)
+    helpers = helper_starts()
+    for call in ast.walk(expr):
+        if isinstance(call, ast.Call) and getattr(call.func, "id", None) in helpers:
+            found.extend(helpers[call.func.id])
+    return found
+
+
+def namespaced_starts(path: Path) -> tuple[list[tuple[str, str]], list[str]]:
+    """(what a launch file starts inside namespaced(...) calls, the namespace expressions used)."""
+    tree = ast.parse(path.read_text())
+    assigned = {t.id: n.value for n in ast.walk(tree) if isinstance(n, ast.Assign) for t in n.targets
+                if isinstance(t, ast.Name)}
+    starts, namespaces = [], []
+    for call in ast.walk(tree):
+        if isinstance(call, ast.Call) and getattr(call.func, "id", None) == "namespaced":
+            ns, actions = call.args
+            namespaces.append(ast.unparse(assigned.get(getattr(ns, "id", ""), ns)))
+            for entry in actions.elts:
+                starts.extend(_starts_of(entry, assigned, path.name))
+    return starts, namespaces
+
+
+@pytest.mark.parametrize("name", ["sim.launch.py", "sim_gazebo.launch.py"])
+def test_simulated_graphs_run_in_the_sim_namespace(name):
+    path = ROOT / "launch" / name
+    ours = {s for s in launch_nodes(path) if s[0] == "meld_ros"}
+    inside, namespaces = namespaced_starts(path)
+    inside = {s for s in inside if s[0] == "meld_ros"}
+    assert ours and ours == inside, f"{name}: started outside namespaced(...): {ours - inside}"
+    assert namespaces == ["LaunchConfiguration('namespace')"] and _arguments(path)["namespace"] == "'sim'"
+
+
+def test_eval_in_simulation_runs_in_the_sim_namespace():
+    path = ROOT / "launch" / "eval.launch.py"
+    inside, namespaces = namespaced_starts(path)
+    assert {("meld_ros", n) for n in ("sim_node", "arm_node", "arm_guard_node", "agent_node")} == set(inside)
+    assert len(namespaces) == 1 and "sim_namespace" in namespaces[0] and "use_sim" in namespaces[0]
+    assert _arguments(path)["sim_namespace"] == "'sim'"
+
+
+def test_sim_nodes_refuse_the_root_namespace():
+    from meld_core.bridge.sim_robot import SimNamespaceError, check_sim_namespace
+
+    check_sim_namespace("/sim")
+    check_sim_namespace("/", allow_root=True)
+    with pytest.raises(SimNamespaceError, match="__ns:=/sim"):
+        check_sim_namespace("/")
+
+
+@pytest.mark.parametrize("path", LAUNCH_FILES, ids=lambda p: p.name)
+def test_the_arm_always_comes_with_its_guard_and_ends_the_launch_when_it_exits(path):
+    nodes = launch_nodes(path)
+    if ("meld_ros", "arm_node") not in nodes:
+        return
+    assert ("meld_ros", "arm_node") not in _direct_starts(ast.parse(path.read_text()), path.name), (
+        f"{path.name}: start arm_node through guarded_arm(), which adds arm_guard_node and the exit rule")
+    assert ("meld_ros", "arm_guard_node") in nodes
+
+
+def test_guarded_arm_shuts_the_launch_down_on_the_arm_nodes_exit():
+    tree = ast.parse(HELPERS.read_text())
+    fn = next(f for f in tree.body if isinstance(f, ast.FunctionDef) and f.name == "guarded_arm")
+    assert set(helper_starts()["guarded_arm"]) == {("meld_ros", "arm_node"), ("meld_ros", "arm_guard_node")}
+    arm_var = next(t.id for n in ast.walk(fn) if isinstance(n, ast.Assign) for t in n.targets
+                   if _direct_starts(n.value, "guarded_arm") == [("meld_ros", "arm_node")])
+    rules = [c for c in ast.walk(fn)
+             if isinstance(c, ast.Call) and getattr(c.func, "id", "") == "shutdown_when_done"]
+    assert [ast.unparse(r.args[0]) for r in rules] == [arm_var]
+
+
+@pytest.mark.parametrize("name", ["train_widowx.launch.py", "eval.launch.py"])
+def test_record_writes_an_mcap_bag_into_the_run_directory(name):
+    path = ROOT / "launch" / name
+    assert _arguments(path)["record"] == "'false'"
+    assert re.search(r"bag_recorder\(robot", path.read_text()), f"{name} does not start the bag recorder"
+    tree = ast.parse(HELPERS.read_text())
+    fn = next(f for f in tree.body if isinstance(f, ast.FunctionDef) and f.name == "bag_recorder")
+    text = ast.unparse(fn)
+    assert "['ros2', 'bag', 'record', '-s', 'mcap', '-o', out" in text and "'bags'" in text
+    assert "IfCondition(LaunchConfiguration('record'))" in text
+
+
+def test_discovery_uses_the_current_variable():
+    for path in LAUNCH_FILES:
+        assert not re.search(r"EnvironmentVariable\(\s*['\"]ROS_", path.read_text()), (
+            f"{path.name}: set the discovery range with discovery_range() (names.discovery_environment)")
+    assert "discovery_range()" in (ROOT / "launch" / "sim.launch.py").read_text()
+    readme = (ROOT / "README.md").read_text()
+    assert "ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST" in readme and "export ROS_LOCALHOST_ONLY" not in readme
+
+
+def _absolute_names(tree: ast.AST) -> list[str]:
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and re.match(
+                r"^/(meld|diagnostics|wx|\{)", node.value):
+            found.append(node.value)
+        if isinstance(node, ast.JoinedStr) and node.values and isinstance(node.values[0], ast.Constant) \
+                and node.values[0].value == "/":
+            found.append(ast.unparse(node))
+    return found
+
+
+@pytest.mark.parametrize("path", NODE_MODULES, ids=lambda p: p.name)
+def test_nodes_use_relative_names_and_no_cv_bridge(path):
+    tree = ast.parse(path.read_text())
+    assert not _absolute_names(tree), (
+        f"{path.name}: absolute names {_absolute_names(tree)}; use meld_core.bridge.names (relative)")
+    imported = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    imported |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+    assert not any(m.startswith("cv_bridge") for m in imported), f"{path.name}: images via meld_ros.common"
+
+
+def test_node_configs_name_relative_topics_and_package_xml_has_no_cv_bridge():
+    for path in (ROOT / "config").glob("*_node.yaml"):
+        for line in path.read_text().splitlines():
+            assert not re.search(r"topic:\s*/meld", line), f"{path.name}: {line.strip()} must be relative"
+    assert "cv_bridge" not in re.sub(r"<!--.*?-->", "", (ROOT / "package.xml").read_text(), flags=re.S)
+
+
+def test_node_configs_apply_in_any_namespace():
+    # A key `arm:` matches only /arm: in the sim namespace (/sim/arm) the node silently ran on its
+    # defaults (arm_node then listened to the absolute default command topic, not the agent's).
+    import yaml
+
+    for path in (ROOT / "config").glob("*_node.yaml"):
+        for key in yaml.safe_load(path.read_text()):
+            assert key.startswith("/**/"), f"{path.name}: node entry {key!r} should be '/**/{key}'"

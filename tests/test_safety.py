@@ -176,3 +176,97 @@ def test_deadman():
     assert deadman.expired(10.1)
     with pytest.raises(ValueError):
         Deadman(0.0)
+
+
+HUGE = 10**400  # a Python int no float can hold
+
+
+@pytest.mark.parametrize("qdot, event", [
+    ([HUGE] * 5, "non_finite"), ([0.1, -HUGE, 0, 0, 0], "non_finite"),
+    (np.full(5, 1e308, dtype=np.longdouble) * 10, "non_finite"),
+    (np.zeros((1, 5)), "bad_shape"), (np.zeros((5, 1)), "bad_shape"), (["0.1"] * 5, "bad_shape"),
+    ([True] * 5, "bad_shape"), ([1 + 2j] * 5, "bad_shape"), ({"waist": 0.1}, "bad_shape"),
+    (object(), "bad_shape"), ([[0.1], [0.1, 0.2]], "bad_shape"), (b"\x00" * 5, "bad_shape"),
+    ([0.1, None, 0, 0, 0], "bad_shape"),
+])
+def test_filter_is_total(safety, qdot, event):
+    # Before: [10**400]*5 raised OverflowError; a (1, 5) array and a list of strings were accepted.
+    out = safety.filter(READY, qdot)
+    assert out.events == (event,)
+    assert np.array_equal(out.velocity, np.zeros(5))
+
+
+@pytest.mark.parametrize("q", [[HUGE] * 5, np.zeros((1, 5)), ["0"] * 5, None, {"q": 0}])
+def test_a_malformed_joint_state_stops_the_arm(safety, q):
+    out = safety.filter(q, np.full(5, 0.1))
+    assert out.events in (("non_finite_state",), ("bad_shape",))
+    assert np.array_equal(out.velocity, np.zeros(5))
+
+
+# Found by sampling full-speed commands at random poses inside the box: the old filter checked only
+# the end of the hold, and straight joint motion bulged out of the box on the way (by 2.3 to 31 mm).
+BULGES = [
+    ([-0.9598, -0.5062, 0.8781, 0.0411, 2.6377], [-1.18, 0.513, -1.3465, 1.6829, -3.031]),
+    ([-0.5135, 0.6718, -0.3294, -1.0025, 0.113], [2.9207, -0.5081, -1.9402, 2.1562, -0.7526]),
+    ([2.739, -1.6742, -0.6755, -0.4308, 1.6006], [0.7442, 0.1943, -1.3558, 2.7128, -1.6753]),
+    ([2.8379, -1.3693, -1.4088, -1.3582, 2.5431], [-2.8523, -0.6097, 3.0832, 2.9573, 0.8653]),
+]
+
+
+def swept_path(kin, q, velocity, hold_time_s, samples=401):
+    s = np.linspace(0.0, 1.0, samples)[:, None]
+    return np.array([kin.tool_pose(x)[:3, 3] for x in np.asarray(q) + s * velocity * hold_time_s])
+
+
+@pytest.mark.parametrize("q, qdot", BULGES)
+def test_the_swept_path_of_the_hold_stays_in_the_box(safety, kin, q, qdot):
+    cfg = safety.config
+    lo, hi = np.array(cfg.workspace_min), np.array(cfg.workspace_max)
+    assert np.all(kin.tool_pose(np.array(q))[:3, 3] >= lo) and np.all(kin.tool_pose(np.array(q))[:3, 3] <= hi)
+    out = safety.filter(np.array(q), np.array(qdot))
+    path = swept_path(kin, q, out.velocity, cfg.hold_time_s)
+    assert np.all(path >= lo - cfg.path_tolerance_m) and np.all(path <= hi + cfg.path_tolerance_m)
+    assert any(e.startswith("workspace:") for e in out.events)
+
+
+def test_many_positions_match_forward_kinematics(kin):
+    qs = np.random.default_rng(3).uniform(-3, 3, size=(20, 5))
+    expected = np.array([kin.tool_pose(q)[:3, 3] for q in qs])
+    assert np.allclose(kin.positions(qs, "plug_tip_link"), expected, atol=1e-12)
+    # the reach bounds the tip's distance from every joint axis (what the path check relies on)
+    for q in qs:
+        jac = kin.jacobian(q, "plug_tip_link")[:3]
+        assert np.all(np.linalg.norm(jac, axis=0) <= kin.reach("plug_tip_link"))
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf"), None, "1.0", HUGE])
+def test_a_non_finite_feed_never_disables_the_deadman(bad):
+    # Before: feed(nan) or feed(inf) made `now - last` never exceed the period: disabled for good.
+    deadman = Deadman(0.5)
+    assert deadman.feed(10.0)
+    assert not deadman.feed(bad)
+    assert not deadman.expired(10.4)
+    assert deadman.expired(10.51)
+    assert deadman.expired(bad)
+
+
+def test_a_clock_step_backwards_expires_the_deadman_at_once():
+    # Before: after the clock stepped back, `now - last` was negative for as long as the step: a
+    # 0.2 rad/s command kept going for 10 s.
+    deadman = Deadman(0.5)
+    deadman.feed(100.0)
+    assert not deadman.expired(100.3)
+    assert deadman.expired(90.0)  # sim-time reset / NTP step
+    assert deadman.expired(90.1)  # stays expired: nothing fresh since
+    assert deadman.age(90.1) == float("inf")
+    assert deadman.feed(90.2) and not deadman.expired(90.6) and deadman.expired(90.71)
+    # a step back that stays above the last feed is a step back too
+    deadman.feed(50.0)
+    assert not deadman.expired(50.4)
+    assert deadman.expired(50.1)
+
+
+def test_a_clock_step_forwards_expires_the_deadman_early():
+    deadman = Deadman(0.5)
+    deadman.feed(1.0)
+    assert deadman.expired(61.0)

@@ -26,6 +26,12 @@ def tiny(**train):
     return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, **train)) if train else cfg
 
 
+def latest_eval(eval_root):
+    """The newest evaluation folder (eval/latest.json) and its summary.json."""
+    folder = eval_root / json.loads((eval_root / "latest.json").read_text())["folder"]
+    return folder, json.loads((folder / "summary.json").read_text())
+
+
 def episode_ids(run_dir):
     return sorted(int(p.stem.split("_")[1]) for p in (run_dir / "episodes").glob("task_*/ep_*.npz"))
 
@@ -83,11 +89,15 @@ def test_smoke_run_leaves_every_artefact(tmp_path):
     assert rd.latest_checkpoint() is not None and len(rd.checkpoint_paths()) <= t.keep_checkpoints
     assert list((run / "tb").glob("events.out.tfevents.*"))
     tags = {row["tag"] for row in read_metrics_csv(run / "metrics.csv")}
-    assert {"eval/success_0", "eval/success_1", "model/elbo", "ac/alpha", "speed/env_steps_per_s"} <= tags
-    summary = json.loads((run / "eval" / "summary.json").read_text())
+    assert {"eval/success_ep1", "eval/success_ep2", "model/elbo", "ac/alpha", "speed/env_steps_per_s",
+            "pretrain/elbo"} <= tags
+    folder, summary = latest_eval(run / "eval")
+    assert folder.name == f"step_{c.env_steps:09d}"
+    assert summary["final"] and summary["source"] == "training (end)"
     assert len(summary["success_per_position"]) == E and summary["videos"] and summary["plots"]
-    assert (run / "eval" / summary["videos"][0]).stat().st_size > 1000
-    assert "all held-out tasks" in (run / "eval" / "success.md").read_text()
+    assert (folder / summary["videos"][0]).stat().st_size > 1000
+    assert "all held-out tasks" in (folder / "success.md").read_text()
+    assert not (run / "eval" / "summary.json").exists()  # every evaluation in its own folder
     assert json.loads((run / "progress.json").read_text())["status"] == "finished"
 
 
@@ -163,7 +173,7 @@ def test_sparse_stage_reads_a_stage_one_run_as_offline_data(tmp_path):
     trainer = run_training(cfg, tmp_path / "stage2", progress_bars=False)
     assert trainer.replay.offline is not None and trainer.replay.offline.total_episodes == n_stage1
     assert len(episode_ids(stage1)) == n_stage1  # nothing written into the stage-1 run
-    summary = json.loads((tmp_path / "stage2" / "eval" / "summary.json").read_text())
+    _, summary = latest_eval(tmp_path / "stage2" / "eval")
     assert summary["reward_input"] == "sparse"
 
 
@@ -252,7 +262,7 @@ def test_evaluate_reports_reached_at_any_frame_apart_from_final_success():
     result = evaluate(PassThroughGoal(env), env, env.eval_tasks, 2, 1, "sparse")
     assert result.success_per_position == [0.0, 0.0]
     assert result.reached_per_position == [0.0, 1.0]
-    assert result.scalars()["reached_1"] == 1.0 and result.summary()["reached_per_position"] == [0.0, 1.0]
+    assert result.scalars()["reached_ep2"] == 1.0 and result.summary()["reached_per_position"] == [0.0, 1.0]
 
 
 def test_validation_tasks_spread_over_the_list_and_cycle():
@@ -295,7 +305,7 @@ def test_validation_keeps_the_best_checkpoint_newest_on_ties(tmp_path, monkeypat
     best = rd.load_checkpoint(rd.resolve_checkpoint("best"))
     assert best["counters"] == info["counters"]
     tags = {row["tag"] for row in read_metrics_csv(run / "metrics.csv")}
-    assert {"validation/success_0", "validation/success_1"} <= tags
+    assert {"validation/success_ep1", "validation/success_ep2"} <= tags
 
     # A resumed run remembers the best score: a worse validation keeps best.pt, an equal one replaces it.
     scripted_validation(monkeypatch, [0.5, 1.0])
@@ -344,6 +354,104 @@ def test_a_resumed_run_trains_the_iterations_it_owes(tmp_path):
     assert resumed.episodes == whole.episodes  # the owed iterations were trained, not collected again
     assert episode_ids(run) == list(range(resumed.episodes))
 
+
+def test_stage_two_can_start_from_stage_one_weights(tmp_path):
+    import torch
+
+    stage1 = tmp_path / "stage1"
+    run_training(tiny(num_iterations=2, eval_interval=2, validation_trials=1), stage1, progress_bars=False)
+    best = RunDir(stage1).load_checkpoint(RunDir(stage1).best_checkpoint_path)["agent"]
+    cfg = preset_config("point_nav", "smoke", "sparse", str(stage1))
+    cfg = dataclasses.replace(cfg, init_from=str(stage1),
+                              train=dataclasses.replace(cfg.train, num_iterations=1))
+    seen = {}
+
+    class Capture(TrainerHooks):
+        def on_start(self, trainer):
+            seen["model"] = {k: v.clone() for k, v in trainer.agent.model.state_dict().items()}
+            seen["actor"] = {k: v.clone() for k, v in trainer.agent.sac.actor.state_dict().items()}
+
+    run_training(cfg, tmp_path / "stage2", hooks=[Capture()], progress_bars=False)
+    assert all(torch.equal(seen["model"][k], v) for k, v in best["model"].items())
+    assert all(torch.equal(seen["actor"][k], best["sac"][f"actor.{k}"]) for k in seen["actor"])
+    with pytest.raises(RunDirError, match="not a meld run directory"):
+        run_training(dataclasses.replace(cfg, init_from=str(tmp_path / "nowhere")), tmp_path / "stage2b",
+                     progress_bars=False)
+
+
+def test_tensorboard_holds_env_step_curves_videos_plots_config_and_hparams(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    trainer = run_training(tiny(), tmp_path / "run", progress_bars=False)
+    c = trainer.counters
+    acc = EventAccumulator(str(tmp_path / "run" / "tb"),
+                           size_guidance={"images": 0, "scalars": 0, "tensors": 0})
+    acc.Reload()
+    tags = acc.Tags()
+    assert {"eval/video/trial_1", "eval/reward_prediction/trial_1"} <= set(tags["images"])
+    assert "config/text_summary" in tags["tensors"]
+    assert {"_hparams_/experiment", "_hparams_/session_start_info"} <= set(acc.summary_metadata)
+    video = acc.Images("eval/video/trial_1")[-1]
+    assert video.encoded_image_string[:4] == b"GIF8" and video.step == c.env_steps
+    config_text = acc.Tensors("config/text_summary")[0].tensor_proto.string_val[0].decode()
+    assert "batch_size: 64" in config_text and "episode_length: 8" in config_text
+    # x-axis: env steps (the final evaluation happens at the run's last env step)
+    assert acc.Scalars("eval/success_ep2")[-1].step == c.env_steps
+    assert [e.step for e in acc.Scalars("speed/env_steps_per_s")] == sorted(
+        row["env_steps"] for row in read_metrics_csv(tmp_path / "run" / "metrics.csv")
+        if row["tag"] == "speed/env_steps_per_s")
+    assert acc.Scalars("pretrain/elbo")[-1].step == c.pretrain_steps  # pre-training has no env steps
+    rows = read_metrics_csv(tmp_path / "run" / "metrics.csv")
+    assert max(row["global_step"] for row in rows) == c.global_step  # the CSV keeps the global step
+
+
+def test_a_start_that_fails_before_the_loop_writes_nothing(tmp_path):
+    from meld_core.train.trainer import default_agent_factory
+
+    class BrokenAgent(RuntimeError):
+        pass
+
+    def agent_factory(config, spec):
+        raise BrokenAgent("no such device")
+
+    run = tmp_path / "run"
+    with pytest.raises(BrokenAgent):
+        Trainer(tiny(), run, agent_factory=agent_factory, progress_bars=False).run()
+    assert not run.exists()
+    trainer = Trainer(tiny(num_iterations=1), run, agent_factory=default_agent_factory, progress_bars=False)
+    trainer.run()
+    assert trainer.counters.phase == "done"
+    # a resume whose agent cannot be built leaves the run's files as they were (the lock file holds
+    # the pid of whichever process has the run: every start rewrites it)
+    before = {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file() and p.name != "lock"}
+    with pytest.raises(BrokenAgent):
+        Trainer(tiny(num_iterations=5), run, agent_factory=agent_factory, resume=True,
+                progress_bars=False).run()
+    assert {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file() and p.name != "lock"} == before
+
+
+def test_console_progress_bar_and_status_lines(tmp_path, caplog):
+    import io
+    import logging
+
+    from meld_core.train.hooks import ConsoleProgress
+
+    stream = io.StringIO()
+    run_training(tiny(num_iterations=2), tmp_path / "bars", progress_bars=False,
+                 hooks=[ConsoleProgress(bars=True, stream=stream)])
+    shown = stream.getvalue()
+    for text in ("warm-up (random policy)", "model pre-training", "meta-training", "elbo", "critic", "trial",
+                 "2/2"):
+        assert text in shown
+    with caplog.at_level(logging.INFO, logger="meld_core.train.progress"):
+        run_training(tiny(num_iterations=2), tmp_path / "lines", progress_bars=False,
+                     hooks=[ConsoleProgress(status_interval_s=1e-6, bars=False)])
+    lines = [r.getMessage() for r in caplog.records if r.name == "meld_core.train.progress"]
+    assert any(line.startswith("status: warm-up (random policy) ") for line in lines)
+    assert any("meta-training 1/2 iterations (50%)" in line and "env steps/s" in line and "ETA" in line
+               for line in lines)
+    assert any("held-out trial 1/2" in line for line in lines)  # during the evaluation too
+    assert any("eval success" in line for line in lines)
 
 class StopDuringTraining(TrainerHooks):
     """Requests a stop in the middle of iteration `iteration`'s AC steps."""

@@ -240,3 +240,32 @@ def json_ready(value):
     if isinstance(value, (tuple, list)):
         return [json_ready(v) for v in value]
     return value
+
+
+def test_train_tasks_can_share_poses_so_the_pose_does_not_tell_the_port():
+    # With a pose per train task, a policy can learn "router here -> port k" by heart (validation on
+    # train tasks 0.9-1.0, held-out 0.4 in a stage-2 run); sharing each pose among all four ports
+    # removes that shortcut. The default (1) keeps the task lists of earlier runs.
+    from meld_core.envs.widowx_insertion import make_tasks
+
+    default = WidowXInsertionConfig()
+    assert make_tasks(default, "train") == make_tasks(WidowXInsertionConfig(train_ports_per_pose=1), "train")
+    cfg = WidowXInsertionConfig(num_train_tasks=80, train_ports_per_pose=4)
+    tasks = make_tasks(cfg, "train")
+    assert [t.index for t in tasks] == list(range(80))
+    poses: dict[tuple[float, float], set[int]] = {}
+    for t in tasks:
+        poses.setdefault((t.params["rotation_deg"], t.params["translation_mm"]), set()).add(t.params["port"])
+    assert len(poses) == 20 and all(ports == {0, 1, 2, 3} for ports in poses.values())
+    assert all(abs(r) <= 8 and abs(m) <= 10 for r, m in poses)
+    assert make_tasks(cfg, "eval") == make_tasks(default, "eval")  # held-out tasks: a pose each, as before
+    two = make_tasks(WidowXInsertionConfig(num_train_tasks=8, train_ports_per_pose=2), "train")
+    shared = {}
+    for t in two:
+        shared.setdefault((t.params["rotation_deg"], t.params["translation_mm"]), []).append(t.params["port"])
+    assert len(shared) == 4 and all(len(set(p)) == 2 for p in shared.values())
+    assert sorted(t.params["port"] for t in two) == [0, 0, 1, 1, 2, 2, 3, 3]
+    for bad in ({"train_ports_per_pose": 0}, {"train_ports_per_pose": 5},
+                {"num_train_tasks": 10, "train_ports_per_pose": 4}):
+        with pytest.raises(ValueError, match="train_ports_per_pose"):
+            WidowXInsertionConfig(**bad)

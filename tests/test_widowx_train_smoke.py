@@ -33,6 +33,8 @@ def test_widowx_smoke_train_then_eval(tmp_path):
         capture_output=True, text=True, timeout=600, env=env, cwd=ROOT,
     )
     assert evaluate.returncode == 0, evaluate.stderr[-3000:]
-    summary = json.loads((run_dir / "eval" / "summary.json").read_text())
+    latest = json.loads((run_dir / "eval" / "latest.json").read_text())
+    summary = json.loads((run_dir / "eval" / latest["folder"] / "summary.json").read_text())
+    assert latest["source"] == "meld eval" and latest["folder"].startswith("latest_")
     assert summary, "empty eval summary"
     assert "success" in evaluate.stdout.lower()

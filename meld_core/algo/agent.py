@@ -49,12 +49,20 @@ from meld_core.config import DeviceConfig, ModelConfig, SACConfig
 log = logging.getLogger(__name__)
 
 
+class DeviceError(RuntimeError):
+    """The requested torch device does not exist on this machine."""
+
+
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device {name!r} requested but CUDA is not available; use device 'cpu' or 'auto'")
+        raise DeviceError(f"device {name!r} requested but CUDA is not available (torch {torch.__version__}); "
+                          "use --device cpu or --device auto")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise DeviceError(f"device {name!r} requested but this machine has {torch.cuda.device_count()} CUDA "
+                          "device(s); use --device cuda (the first) or --device auto")
     return device
 
 
@@ -88,14 +96,19 @@ class Agent(Protocol):
     def state_dict(self) -> dict[str, Any]:
         """Everything a checkpoint needs to restore the agent (weights, optimisers, RNG)."""
 
+    def load_weights(self, state: dict[str, Any]) -> None:
+        """Initialise the networks (model, actor, critics, targets, temperature) from another agent's
+        `state_dict()`, e.g. a stage-1 run's, whose config may differ in what does not change a shape
+        (the reward the posterior sees, learning rates, SAC options). Optimisers and RNG stay fresh."""
+        try:
+            self.model.load_state_dict(state["model"])
+            self.sac.load_state_dict(state["sac"])
+        except RuntimeError as exc:  # missing keys or shape mismatches
+            raise ValueError(f"the checkpoint's networks do not fit this agent ({exc})") from None
+        self.reset_belief()
+
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what `state_dict` returned."""
-
-    def policy_state_dict(self) -> dict[str, Any]:
-        """The networks only (what acting needs): what the async learner publishes to its actor."""
-
-    def load_policy_state_dict(self, state: dict[str, Any]) -> None:
-        """Take the networks of `policy_state_dict` (optimisers and RNG stay as they are)."""
 
 
 class MeldAgent:
@@ -366,43 +379,48 @@ class MeldAgent:
         if self.device.type == "cuda":
             rng["cuda"] = torch.cuda.get_rng_state(self.device)
         return {
-            **self.policy_state_dict(),
-            "model_opt": self.model_opt.state_dict(),
-            **{name: opt.state_dict() for name, opt in self.sac.optimizers().items()},
-            "rng": rng,
-        }
-
-    def policy_state_dict(self) -> dict[str, Any]:
-        """Config, networks and update counters (no optimisers, no RNG): the async learner's publication."""
-        return {
             "config": {"model": dataclasses.asdict(self.model_cfg), "sac": dataclasses.asdict(self.sac_cfg),
                        "action_dim": self.action_dim},
             "model": self.model.state_dict(),
             "sac": self.sac.state_dict(),
+            "model_opt": self.model_opt.state_dict(),
+            **{name: opt.state_dict() for name, opt in self.sac.optimizers().items()},
             "counters": {"model_updates": self.model_updates, "ac_updates": self.ac_updates},
+            "rng": rng,
         }
 
-    def load_policy_state_dict(self, state: dict[str, Any]) -> None:
-        """The networks and update counters of `policy_state_dict` (or `state_dict`); resets the belief."""
+    def load_weights(self, state: dict[str, Any]) -> None:
+        """Initialise the networks (model, actor, critics, targets, temperature) from another agent's
+        `state_dict()`, e.g. a stage-1 run's, whose config may differ in what does not change a shape
+        (the reward the posterior sees, learning rates, SAC options). Optimisers and RNG stay fresh."""
+        try:
+            self.model.load_state_dict(state["model"])
+            self.sac.load_state_dict(state["sac"])
+        except RuntimeError as exc:  # missing keys or shape mismatches
+            raise ValueError(f"the checkpoint's networks do not fit this agent ({exc})") from None
+        self._weights_version += 1
+        self.reset_belief()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore everything `state_dict` saved; the belief is reset. An exported policy
+        (`weights_only`: networks and config, see meld_core.data.policy_export) restores the networks."""
         cfg = state["config"]
         mine = {"model": dataclasses.asdict(self.model_cfg), "sac": dataclasses.asdict(self.sac_cfg),
                 "action_dim": self.action_dim}
         if _normalise(cfg["model"]) != _normalise(mine["model"]) or cfg["action_dim"] != self.action_dim:
             raise ValueError("checkpoint was saved with a different model config or action_dim; build the "
                              f"agent from the checkpoint's config: {cfg}")
+        if state.get("weights_only"):
+            self.load_weights(state)
+            return
         self.model.load_state_dict(state["model"])
         self.sac.load_state_dict(state["sac"])
-        self.model_updates = int(state["counters"]["model_updates"])
-        self.ac_updates = int(state["counters"]["ac_updates"])
         self._weights_version += 1
-        self.reset_belief()
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore everything `state_dict` saved; the belief is reset."""
-        self.load_policy_state_dict(state)
         self.model_opt.load_state_dict(state["model_opt"])
         for name, opt in self.sac.optimizers().items():
             opt.load_state_dict(state[name])
+        self.model_updates = int(state["counters"]["model_updates"])
+        self.ac_updates = int(state["counters"]["ac_updates"])
         torch.set_rng_state(state["rng"]["torch"].cpu())
         self._sampler.set_state(state["rng"]["sampler"].cpu())
         if "cuda" in state["rng"] and self.device.type == "cuda":

@@ -8,6 +8,14 @@ frame t (0 on the reset frame). `ReplayStore` keeps one store per task (the newe
 most the episode being collected; `ReplayStore.load` reads them back and skips (with a warning)
 files that are truncated or corrupt.
 
+Besides what the model trains on (images, actions, rewards, successes), an episode records what the
+robot did, for inspection and export (`meld_core.data`: MCAP, LeRobot): per frame the stamp, the
+measured joint positions and velocities, the commanded joint velocities and those applied after the
+safety filter (`FRAME_ARRAYS`; each None when the environment does not report it, see
+`meld_core.envs.base`), and in `meta` the task, the camera layout of the stacked image, the joint
+names, the control rate and, from the trainer, the run and the policy that acted. Files written
+before these existed load with them None and `meta` without those keys.
+
 Batches (reference section 3.2): a *pool* of `num_tasks_per_train * trials_per_task` trials, tasks
 drawn uniformly with replacement among tasks that have data, each trial `episodes_per_trial` random
 episodes of its task (drawn with replacement) laid end to end. The actor-critic batch uses the whole
@@ -37,7 +45,7 @@ import numpy as np
 import torch
 
 from meld_core.config import ReplayConfig
-from meld_core.files import atomic_write_bytes
+from meld_core.files import atomic_write_bytes, remove_stale_temp_files
 
 log = logging.getLogger(__name__)
 
@@ -45,11 +53,22 @@ _EP_RE = re.compile(r"^ep_(\d{8,})\.npz$")
 _TASK_RE = re.compile(r"^task_(\d{3,})$")
 
 
+# The optional per-frame records: name -> (dtype, number of dimensions). Stamps are float64: ROS time
+# in seconds since 1970 needs it (float32 would round it to minutes).
+FRAME_ARRAYS: dict[str, tuple[type, int]] = {
+    "stamps": (np.float64, 1),
+    "joint_positions": (np.float32, 2),
+    "joint_velocities": (np.float32, 2),
+    "commanded_velocities": (np.float32, 2),
+    "applied_velocities": (np.float32, 2),
+}
+
+
 @dataclass
 class Episode:
     """One episode of T+1 frames (see the module docstring for the conventions)."""
 
-    images: np.ndarray  # uint8 (T+1, H, W, 3)
+    images: np.ndarray  # uint8 (T+1, H, W, 3); the cameras of meta["cameras"] stacked top to bottom
     actions: np.ndarray  # float32 (T+1, A); the last one is the boundary action (ignored by the env)
     dense_rewards: np.ndarray  # float32 (T+1,); index 0 (reset frame) is 0
     sparse_rewards: np.ndarray  # float32 (T+1,); index 0 is 0
@@ -57,6 +76,13 @@ class Episode:
     task_index: int  # index of the train task (one store per task)
     episode_id: int = -1  # global id, increasing within a run (ReplayStore.next_episode_id())
     meta: dict[str, Any] = field(default_factory=dict)  # JSON-serialisable extras, e.g. position_in_trial
+    stamps: np.ndarray | None = None  # float64 (T+1,): when each frame was observed (s, env clock)
+    joint_positions: np.ndarray | None = None  # float32 (T+1, J): measured, meta["joint_names"] order
+    joint_velocities: np.ndarray | None = None  # float32 (T+1, J): measured
+    commanded_velocities: np.ndarray | None = None  # float32 (T+1, J): commanded at frame t (before the
+    # safety filter), executed until frame t+1; 0 on the last frame (nothing is executed after it)
+    applied_velocities: np.ndarray | None = None  # float32 (T+1, J): applied after frame t (after the
+    # safety filter); 0 on the last frame
 
     @property
     def num_frames(self) -> int:
@@ -65,6 +91,31 @@ class Episode:
     @property
     def num_steps(self) -> int:
         return self.num_frames - 1
+
+    @property
+    def cameras(self) -> tuple[str, ...]:
+        """Camera names, top to bottom in `images`. Files written before the layout was recorded hold
+        one camera ("scene") or, when twice as high as wide, the scene over the wrist view (the
+        TaskEnv convention)."""
+        if "cameras" in self.meta:
+            return tuple(self.meta["cameras"])
+        h, w = self.images.shape[1:3]
+        return ("scene", "wrist") if h == 2 * w else ("scene",)
+
+    def camera_images(self) -> dict[str, np.ndarray]:
+        """{camera name: uint8 (T+1, H / cameras, W, 3)}, views of `images`."""
+        names = self.cameras
+        rows = self.images.shape[1] // len(names)
+        return {name: self.images[:, i * rows:(i + 1) * rows] for i, name in enumerate(names)}
+
+    @property
+    def joint_names(self) -> tuple[str, ...]:
+        """Names of the joint columns (meta["joint_names"], else joint_0, joint_1, ...)."""
+        if self.meta.get("joint_names"):
+            return tuple(self.meta["joint_names"])
+        arrays = [a for a in (self.joint_positions, self.joint_velocities, self.commanded_velocities,
+                              self.applied_velocities) if a is not None]
+        return tuple(f"joint_{i}" for i in range(arrays[0].shape[1] if arrays else 0))
 
     def validate(self, image_shape: tuple[int, ...] | None = None, action_dim: int | None = None) -> None:
         """Raise ValueError on wrong shapes or dtypes (optionally against an expected spec)."""
@@ -91,6 +142,18 @@ class Episode:
                             f"{self.successes.shape}")
         if int(self.task_index) < 0:
             problems.append(f"task_index must be >= 0, got {self.task_index}")
+        if "cameras" in self.meta and (not self.meta["cameras"] or self.images.ndim != 4
+                                       or self.images.shape[1] % len(self.meta["cameras"])):
+            problems.append(f"meta cameras {self.meta['cameras']} do not split the image height")
+        for name, (dtype, ndim) in FRAME_ARRAYS.items():
+            arr = getattr(self, name)
+            if arr is None:
+                continue
+            if arr.dtype != dtype or arr.ndim != ndim or arr.shape[0] != n:
+                problems.append(f"{name} must be {np.dtype(dtype)} with {ndim} dimension(s) and {n} rows, "
+                                f"got {arr.dtype} {arr.shape}")
+            elif not np.isfinite(arr).all():
+                problems.append(f"{name} must be finite")
         if not problems and not (np.isfinite(self.actions).all() and np.isfinite(self.dense_rewards).all()
                                  and np.isfinite(self.sparse_rewards).all()):
             problems.append("actions and rewards must be finite")
@@ -103,28 +166,33 @@ class Episode:
             raise ValueError(f"cannot cut an episode of {self.num_frames} frames to {num_frames}")
         return Episode(self.images[:num_frames], self.actions[:num_frames], self.dense_rewards[:num_frames],
                        self.sparse_rewards[:num_frames], self.successes[:num_frames], self.task_index,
-                       self.episode_id, dict(self.meta))
+                       self.episode_id, dict(self.meta),
+                       **{k: None if getattr(self, k) is None else getattr(self, k)[:num_frames]
+                          for k in FRAME_ARRAYS})
 
     # ------------------------------------------------------------------ disk format
     def save(self, path: Path, *, compress: bool = True, fsync: bool = True) -> None:
         """Write atomically (`meld_core.files.atomic_write_bytes`: temporary file, fsync, rename)."""
         buf = io.BytesIO()
+        frame_arrays = {k: getattr(self, k) for k in FRAME_ARRAYS if getattr(self, k) is not None}
         (np.savez_compressed if compress else np.savez)(
             buf, images=self.images, actions=self.actions, dense_rewards=self.dense_rewards,
             sparse_rewards=self.sparse_rewards, successes=self.successes,
             task_index=np.int64(self.task_index), episode_id=np.int64(self.episode_id),
-            meta_json=np.array(json.dumps(self.meta)))
+            meta_json=np.array(json.dumps(self.meta)), **frame_arrays)
         atomic_write_bytes(Path(path), buf.getvalue(), fsync=fsync)
 
     @classmethod
     def load(cls, path: Path) -> Episode:
-        """Read a file written by `save`; raises ValueError if it is truncated, corrupt or invalid."""
+        """Read a file written by `save` (also before the per-frame records existed); raises ValueError if
+        it is truncated, corrupt or invalid."""
         try:
             with np.load(path, allow_pickle=False) as z:
                 ep = cls(images=z["images"], actions=z["actions"], dense_rewards=z["dense_rewards"],
                          sparse_rewards=z["sparse_rewards"], successes=z["successes"],
                          task_index=int(z["task_index"]), episode_id=int(z["episode_id"]),
-                         meta=json.loads(str(z["meta_json"])))
+                         meta=json.loads(str(z["meta_json"])),
+                         **{k: z[k] for k in FRAME_ARRAYS if k in z.files})
         except (OSError, EOFError, KeyError, zipfile.BadZipFile, ValueError, json.JSONDecodeError) as e:
             raise ValueError(f"cannot read episode file {path}: {type(e).__name__}: {e}") from e
         ep.validate()
@@ -297,9 +365,8 @@ class ReplayStore:
         if self.root is None or not self.root.exists():
             return 0
         for task_dir in self._task_dirs():
-            for tmp in task_dir.glob(".ep_*.tmp"):
-                log.warning("replay: removing %s, an episode file whose write was interrupted", tmp)
-                tmp.unlink(missing_ok=True)
+            for tmp in remove_stale_temp_files(task_dir):
+                log.warning("replay: removed %s, an episode file whose write was interrupted", tmp)
         loaded, skipped = self._read_new(self.cfg.capacity_episodes_per_task)
         log.info("replay: loaded %d episodes from %s (%d skipped)", loaded, self.root, skipped)
         return loaded

@@ -15,11 +15,15 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from meld_core.bridge import names
 from meld_core.bridge.remote_env import RemoteEnvConfig, RemoteRobotEnv, RewardFn, RobotLink
+from meld_core.config import TRAIN_MODES
+from meld_core.train.hooks import TrainerHooks
 
 log = logging.getLogger(__name__)
 
@@ -41,13 +45,14 @@ class AgentRunConfig:
     iterations: int = -1  # train: number of iterations (-1 = the preset's)
     seed: int = -1  # train: seed (-1 = the preset's)
     device: str = "auto"  # torch device for the learner: auto | cpu | cuda
+    train_mode: str = ""  # train: async (this node collects, a learner process trains), alternate, "" = run's
     eval_rounds: int = 3  # eval: rounds over the held-out tasks
     eval_episodes_per_trial: int = 0  # eval: episodes per trial (0 = the run's)
     eval_checkpoint: str = ""  # eval: checkpoint file, "best" (best on train-task validation), "" = newest
     eval_videos: int = 2  # eval: trials recorded as MP4 with reward-prediction plots
     robot_name: str = "wx200"  # xs_sdk namespace (/<robot_name>/joint_states)
-    scene_topic: str = "/meld/scene/image_raw"  # scene camera images
-    wrist_topic: str = "/meld/wrist/image_raw"  # wrist camera images
+    scene_topic: str = names.SCENE_IMAGE  # scene camera images (relative: in the agent's namespace)
+    wrist_topic: str = names.WRIST_IMAGE  # wrist camera images (relative: in the agent's namespace)
     inputs_timeout_s: float = 60.0  # wait this long at start-up for images, joint states and the arm/rig
     shutdown_when_done: bool = True  # exit when training/evaluation ends (the launch then shuts down)
 
@@ -56,6 +61,9 @@ class AgentRunConfig:
             raise ValueError(f"AgentRunConfig.mode must be one of {MODES}, got {self.mode!r}")
         if not self.run_dir:
             raise ValueError("AgentRunConfig.run_dir must name a directory")
+        if self.train_mode not in ("", *TRAIN_MODES):
+            raise ValueError(f"AgentRunConfig.train_mode must be '' or one of {TRAIN_MODES}, "
+                             f"got {self.train_mode!r}")
         if self.stage not in ("dense", "sparse"):
             raise ValueError(f"AgentRunConfig.stage must be 'dense' or 'sparse', got {self.stage!r}")
         if (
@@ -73,13 +81,22 @@ class AgentRunConfig:
 
 
 def training_config(cfg: AgentRunConfig) -> Any:
-    """The RunConfig to train with (`meld_core.train.setup.resolve_run_config`, as `meld train`)."""
+    """The RunConfig to train with (`meld_core.train.setup.resolve_run_config`, as `meld train`).
+
+    The node's env, preset and stage parameters always have values, so they describe a new run only:
+    a resume continues the stored run (a run_config, offline_run or seed that would change it is
+    refused; iterations may change)."""
+    from meld_core.train.rundir import RunDir
     from meld_core.train.setup import resolve_run_config
 
-    return resolve_run_config(cfg.run_dir, resume=cfg.resume, env=cfg.env, preset=cfg.preset, stage=cfg.stage,
-                              offline_run=cfg.offline_run or None, config_file=cfg.run_config or None,
-                              iterations=cfg.iterations if cfg.iterations >= 0 else None,
-                              seed=cfg.seed if cfg.seed >= 0 else None)
+    pairs = (("train.num_iterations", cfg.iterations), ("train.seed", cfg.seed))
+    overrides: dict[str, Any] = {key: value for key, value in pairs if value >= 0}
+    if cfg.train_mode:
+        overrides["train.mode"] = cfg.train_mode
+    continuing = cfg.resume and RunDir(cfg.run_dir).exists()
+    described = {} if continuing or cfg.run_config else dict(env=cfg.env, preset=cfg.preset, stage=cfg.stage)
+    return resolve_run_config(cfg.run_dir, resume=cfg.resume, offline_run=cfg.offline_run or None,
+                              config_file=cfg.run_config or None, overrides=overrides, **described)
 
 
 def family_facts(env_config: Any) -> dict[str, Any]:
@@ -150,3 +167,50 @@ def remote_env_factory(
         return env
 
     return factory
+
+
+class AgentProgressHook(TrainerHooks):
+    """What the agent node tells its user while it trains: a console line per warm-up episode (with
+    the time left; the `small` preset's warm-up takes minutes at 3.3 Hz), per phase, iteration,
+    evaluation and checkpoint, and the trainer's progress published at once on every episode.
+
+    `say(line)` logs a line (the node's logger), `publish()` publishes `trainer.progress()` now."""
+
+    def __init__(self, say: Callable[[str], None], publish: Callable[[], None] = lambda: None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.say = say
+        self.publish = publish
+        self._clock = clock
+        self._warmup_start: tuple[float, int] | None = None  # (time, episodes) of this process's first
+
+    def on_phase(self, trainer: Any, phase: str) -> None:
+        if phase == "warmup":
+            done, total = trainer.warmup_episodes()
+            self._warmup_start = (self._clock(), done)
+            self.say(f"trainer phase: warmup ({done}/{total} random-policy episodes on disk)")
+        else:
+            self.say(f"trainer phase: {phase}")
+        self.publish()
+
+    def on_episode(self, trainer: Any, episode: Any) -> None:
+        if trainer.counters.phase == "warmup" and self._warmup_start is not None:
+            done, total = trainer.warmup_episodes()
+            started, done_before = self._warmup_start
+            left = ""
+            if done > done_before and done < total:
+                per_episode = (self._clock() - started) / (done - done_before)
+                left = f", about {per_episode * (total - done) / 60.0:.1f} min left"
+            self.say(f"warm-up: episode {done}/{total} (random policy){left}")
+        self.publish()
+
+    def on_iteration(self, trainer: Any) -> None:
+        c = trainer.counters
+        self.say(f"training iteration {c.iteration} complete ({c.episodes} episodes, {c.env_steps} env "
+                 f"steps, {c.model_steps} model steps, {c.ac_steps} AC steps)")
+        self.publish()
+
+    def on_eval(self, trainer: Any, result: Any) -> None:
+        self.say(f"evaluation: success per episode position {result.success_per_position}")
+
+    def on_checkpoint(self, trainer: Any, path: Any) -> None:
+        self.say(f"checkpoint written: {path}")

@@ -10,7 +10,8 @@ so this class owns:
   limits and workspace box the simulation trains under) applied on every command AND re-applied
   at `tick_hz` to the held command against the newest joint state, so a joint that approaches its
   limit between two 3.3 Hz commands is braked in time;
-- a deadman: when no fresh command came within `deadman_period_s`, zeros are sent (once per trip);
+- a deadman: when no valid command came within `deadman_period_s`, zeros are sent (once per trip);
+  a non-finite command is not valid: it stops the arm at once and does not feed the deadman;
 - stale joint states (no measurement within `joint_state_timeout_s`) also force zeros;
 - "home" (a proportional velocity servo to `home_positions`, also through the safety filter) and a
   latched "stop" (zeros until the next home);
@@ -19,6 +20,19 @@ so this class owns:
 `tick(now)` returns the velocity vector to publish, or None when nothing needs sending: a command
 is sent when a fresh command arrived, or when the filtered output changed (brake, deadman, stop).
 The class is thread-safe: ROS callbacks from several callback groups may call it concurrently.
+
+Time: every method takes `now` from the caller's clock (`now_seconds(node)`: ROS time, i.e. wall
+time, or the simulation's clock under use_sim_time; the simulated graph's virtual clock in CI).
+The deadman, the joint-state freshness and the homing timeout all run on that clock, so a
+simulation slower or faster than real time keeps the same behaviour in its own time, and each is a
+`meld_core.robot.safety.Deadman`: a clock that steps backwards or a non-finite `now` only ever
+stops the arm sooner, never later. (A wall-clock `time.monotonic()` would be immune to steps too,
+but would trip the deadman between the simulation's 3.3 Hz commands whenever the simulation runs
+slower than real time, and never trip it when it runs faster.)
+
+Stop bound: the deadman is checked at every tick, so zeros are sent at most
+`deadman_period_s + 1 / tick_hz` after the last valid command (`ArmBridgeConfig.stop_bound_s`,
+0.45 + 0.05 = 0.5 s by default), on the caller's clock.
 """
 
 from __future__ import annotations
@@ -33,6 +47,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from meld_core.bridge import names
 from meld_core.hardware.diagnostics import DiagLevel, DiagStatus
 from meld_core.robot.profile import RobotProfile
 from meld_core.robot.safety import Deadman
@@ -52,9 +67,9 @@ class ArmBridgeConfig:
 
     robot_name: str = "wx200"  # xs_sdk namespace: its topics and services live under /<robot_name>/
     group: str = "arm"  # xs_sdk joint group that is put in velocity mode and commanded
-    command_topic: str = "/meld/arm/velocity_command"  # incoming sensor_msgs/JointState (velocity, rad/s)
-    deadman_period_s: float = 0.5  # send zeros when no fresh command came within this period
-    tick_hz: float = 20.0  # rate at which the held command is re-filtered against the newest joint state
+    command_topic: str = names.ARM_COMMAND  # incoming sensor_msgs/JointState (velocity, rad/s), relative
+    deadman_period_s: float = 0.45  # send zeros when no valid command came within this period
+    tick_hz: float = 20.0  # rate at which the held command is re-filtered and the deadman checked
     joint_state_timeout_s: float = 0.25  # older joint states count as missing: zeros are sent
     profile_acceleration: int = 0  # velocity-mode Profile_Acceleration, 214.577 rev/min^2 units (0 = none)
     home_gain: float = 1.5  # proportional gain of the homing velocity servo, 1/s
@@ -76,6 +91,12 @@ class ArmBridgeConfig:
             raise ValueError("ArmBridgeConfig.deadman_period_s must be at least one tick (1 / tick_hz)")
         if self.profile_acceleration < 0 or self.temperature_poll_s < 0:
             raise ValueError("ArmBridgeConfig.profile_acceleration and temperature_poll_s must be >= 0")
+
+    @property
+    def stop_bound_s(self) -> float:
+        """Longest time from the last valid command to zeros being sent: the deadman period plus the
+        tick that notices it expired (0.5 s with the defaults)."""
+        return self.deadman_period_s + 1.0 / self.tick_hz
 
 
 class SafetyFilterLike(Protocol):
@@ -121,14 +142,14 @@ class ArmBridge:
         self._home = np.asarray(profile.home_q, dtype=np.float64)
         self.mode = Mode.WAITING_FOR_MODE
         self._command = np.zeros(self._n)
-        self._deadman = Deadman(config.deadman_period_s)
+        self._deadman = Deadman(config.deadman_period_s)  # fed by valid commands
         self._fresh = False
         self._deadman_tripped = False
         self._q: np.ndarray | None = None
-        self._q_at: float | None = None
+        self._state_watch = Deadman(config.joint_state_timeout_s)  # fed by finite joint states
         self._stale_latched = False
         self._last_sent: np.ndarray | None = None
-        self._home_started = 0.0
+        self._home_timer = Deadman(config.home_timeout_s)  # fed when a homing starts
         self.home_result: bool | None = None  # outcome of the last homing (None while it runs)
         self.home_done = threading.Event()
         # counters
@@ -163,8 +184,8 @@ class ArmBridge:
     def on_joint_state(self, names: Sequence[str], positions: Sequence[float], now: float) -> None:
         q = reorder(names, positions, self.joint_names, "joint state")
         with self._lock:
-            if np.all(np.isfinite(q)):
-                self._q, self._q_at = q, now
+            if np.all(np.isfinite(q)) and self._state_watch.feed(now):
+                self._q = q
 
     def on_command(self, names: Sequence[str], velocities: Sequence[float], now: float) -> bool:
         """Store a command (rad/s); returns False (and counts it) when it is refused."""
@@ -179,9 +200,18 @@ class ArmBridge:
             if self.mode in (Mode.WAITING_FOR_MODE, Mode.STOPPED, Mode.HOMING):
                 self.rejected_commands += 1
                 return False
+            if not np.all(np.isfinite(qdot)):
+                # Not a valid command: stop now, and let the deadman keep counting from the last
+                # valid one (a sender stuck on NaN must not keep the arm alive).
+                self.rejected_commands += 1
+                self.events["non_finite"] += 1
+                log.warning("arm bridge: non-finite velocity command %s: sending zeros", qdot)
+                self._command = np.zeros(self._n)
+                self._fresh = True
+                return False
             self.commands += 1
-            self._command = qdot  # non-finite values are turned into zeros by the safety filter
-            self._deadman.feed(now)
+            self._command = qdot
+            self._deadman.feed(now)  # a non-finite `now` does not feed it: the next tick sends zeros
             self._fresh = True
             self._deadman_tripped = False
             self.mode = Mode.COMMAND
@@ -192,7 +222,7 @@ class ArmBridge:
             if self.mode == Mode.WAITING_FOR_MODE:
                 raise ArmBridgeError("home requested before the arm is in velocity mode")
             self.mode = Mode.HOMING
-            self._home_started = now
+            self._home_timer.feed(now)
             self.home_result = None
             self.home_done.clear()
 
@@ -218,7 +248,7 @@ class ArmBridge:
             if self.mode == Mode.WAITING_FOR_MODE:
                 return None
             zeros = np.zeros(self._n)
-            state_ok = self._q is not None and now - self._q_at <= cfg.joint_state_timeout_s
+            state_ok = self._q is not None and not self._state_watch.expired(now)
             if not state_ok:
                 desired = zeros
                 if not self._stale_latched and self.mode in (Mode.COMMAND, Mode.HOMING):
@@ -226,7 +256,7 @@ class ArmBridge:
                     log.warning("arm bridge: joint states missing or older than %.2f s: sending zeros",
                                 cfg.joint_state_timeout_s)
                 self._stale_latched = True
-                if self.mode == Mode.HOMING and now - self._home_started > cfg.home_timeout_s:
+                if self.mode == Mode.HOMING and self._home_timer.expired(now):
                     self._finish_home(False)
             else:
                 self._stale_latched = False
@@ -264,7 +294,7 @@ class ArmBridge:
             if np.max(np.abs(error)) <= cfg.home_tolerance:
                 self._finish_home(True)
                 return zeros
-            if now - self._home_started > cfg.home_timeout_s:
+            if self._home_timer.expired(now):
                 log.error("arm bridge: homing did not converge within %.1f s (largest error %.3f rad)",
                           cfg.home_timeout_s, float(np.max(np.abs(error))))
                 self._finish_home(False)
@@ -297,11 +327,13 @@ class ArmBridge:
             }
             values.update({f"clamp:{k}": str(v) for k, v in sorted(self.events.items())})
             values.update({f"temperature_c:{k}": f"{v:.1f}" for k, v in sorted(self.temperatures.items())})
-            if self._q_at is not None:
-                values["joint_state_age_s"] = f"{now - self._q_at:.3f}"
+            state_age = self._state_watch.age(now)
+            values["command_age_s"] = f"{self._deadman.age(now):.3f}"
+            if self._q is not None:
+                values["joint_state_age_s"] = f"{state_age:.3f}"
             if self.mode == Mode.WAITING_FOR_MODE:
                 return DiagStatus(DiagLevel.WARN, "waiting for velocity mode", values)
-            if self._q is None or now - self._q_at > self.config.joint_state_timeout_s:
+            if self._q is None or state_age > self.config.joint_state_timeout_s:
                 return DiagStatus(DiagLevel.ERROR, "no fresh joint states: holding zeros", values)
             if self.mode == Mode.STOPPED:
                 return DiagStatus(DiagLevel.WARN, "stopped (call home to resume)", values)

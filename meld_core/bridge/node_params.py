@@ -36,6 +36,7 @@ class ParamGroup:
 NODE_PARAMS: dict[str, tuple[ParamGroup, ...]] = {
     "camera_node": (ParamGroup("meld_core.hardware.camera:CameraConfig"),),
     "arm_node": (ParamGroup("meld_core.bridge.arm_bridge:ArmBridgeConfig"),),
+    "arm_guard_node": (ParamGroup("meld_core.bridge.arm_guard:ArmGuardConfig"),),
     "reset_rig_node": (ParamGroup("meld_core.hardware.rig_supervisor:RigNodeConfig"),),
     "success_node": (ParamGroup("meld_core.hardware.link_state:LinkStateConfig"),),
     "agent_node": (

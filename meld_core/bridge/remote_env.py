@@ -22,6 +22,11 @@ The ROS agent node implements `RobotLink` with subscriptions, publishers and ser
 - Tasks: `set_task` moves the reset rig and waits; `reset` homes the arm and waits for fresh frames.
 - The arm is stopped after the last step of an episode (the trainer then stores the episode or
   learns; the arm must not coast on its last command until the arm node's deadman trips).
+- Per-frame state (`meld_core.envs.base`): `stamp` is the joint state's stamp (ROS time),
+  `joint_positions` the measured positions, `commanded_velocity` the velocity sent to the arm node.
+  What the link does not carry is not reported: joint velocities (`latest_joint_state` gives
+  positions only) and the velocity applied after the arm node's safety filter (the filter runs in
+  the arm node; its output goes to the servos, not back to this env).
 """
 
 from __future__ import annotations
@@ -34,7 +39,8 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from meld_core.envs.base import EnvSpec, Observation, Task
+from meld_core.envs.base import COMMANDED_VELOCITY, JOINT_POSITIONS, STAMP, EnvSpec, Observation, Task
+from meld_core.robot.kinematics import ARM_JOINTS
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +114,8 @@ class RemoteEnvConfig:
     use_success_topic: bool = False  # success (and the sparse reward) from an external sensor, not FK
     home_timeout_s: float = 30.0  # deadline for homing the arm in reset()
     rig_timeout_s: float = 30.0  # deadline for the reset rig to reach a task's pose
+    rig_tolerance_deg: float = 0.2  # the rig counts as arrived when its rotation is this close, degrees
+    rig_tolerance_mm: float = 0.5  # ... and its rail translation this close, millimetres
 
     def __post_init__(self) -> None:
         if not 0 < self.control_hz <= 50:
@@ -122,7 +130,7 @@ class RemoteEnvConfig:
         if not self.action_scale or any(not (s > 0 and math.isfinite(s)) for s in self.action_scale):
             raise ValueError(f"RemoteEnvConfig.action_scale must be positive, got {self.action_scale}")
         for name in ("image_max_age_s", "joint_state_max_age_s", "success_max_age_s", "home_timeout_s",
-                     "rig_timeout_s"):
+                     "rig_timeout_s", "rig_tolerance_deg", "rig_tolerance_mm"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"RemoteEnvConfig.{name} must be > 0")
         if self.input_grace_s < 0:
@@ -176,7 +184,8 @@ class RemoteRobotEnv:
         self.rig_goal_fn = rig_goal_fn
         self.spec = EnvSpec(name=config.name, image_shape=(2 * config.image_size, config.image_size, 3),
                             action_dim=len(config.action_scale), episode_length=config.episode_length,
-                            control_hz=config.control_hz)
+                            control_hz=config.control_hz, cameras=CAMERAS,
+                            joint_names=ARM_JOINTS if len(config.action_scale) == len(ARM_JOINTS) else ())
         self._scale = np.asarray(config.action_scale, dtype=np.float64)
         self.task: Task | None = None
         self._last_used: dict[str, float] = {}
@@ -243,7 +252,7 @@ class RemoteRobotEnv:
             # The episode is over: stop now rather than let the arm coast until the deadman trips
             # while the trainer stores the episode or runs its gradient steps.
             self.link.stop_arm()
-        obs.info["commanded_rad_s"] = qdot.tolist()
+        obs.info[COMMANDED_VELOCITY] = qdot.tolist()
         return obs
 
     def render_frame(self) -> np.ndarray:
@@ -310,7 +319,8 @@ class RemoteRobotEnv:
             sparse = float(dense) + 1.0 if success else 0.0  # the reward module's convention
         now = self.link.now()
         info.update({
-            "joint_positions": np.asarray(q, dtype=np.float64).tolist(),
+            STAMP: float(q_stamp),
+            JOINT_POSITIONS: np.asarray(q, dtype=np.float64).tolist(),
             "input_age_s": {k: now - v for k, v in (*stamps.items(), ("joint_state", q_stamp))},
         })
         return Observation(image=stacked, dense_reward=float(dense), sparse_reward=float(sparse),

@@ -58,6 +58,7 @@ class SimRobotConfig:
     rig_speed_mm_s: float = 5.0  # simulated rig rail speed
     scene_frame_id: str = "scene_camera_optical_frame"  # frame_id of scene images
     wrist_frame_id: str = "wrist_camera_optical_frame"  # frame_id of wrist images
+    allow_root_namespace: bool = False  # run in the root namespace, on the robot's own names (no robot here)
 
     def __post_init__(self) -> None:
         if not self.robot_name or not self.group:
@@ -182,6 +183,21 @@ class SimRobot:
             self._images = None
         self.rig_goal = None
         self.rig_state = "stopped"
+
+
+class SimNamespaceError(RuntimeError):
+    """The simulation was started where it would answer on the real robot's topics and services."""
+
+
+def check_sim_namespace(namespace: str, allow_root: bool = False) -> None:
+    """The simulated robot must not share names with a real one: refuse the root namespace, where
+    a simulated xs_sdk, cameras and rig would meet the real arm node, agent and rig node."""
+    if namespace.strip("/") or allow_root:
+        return
+    raise SimNamespaceError(
+        "sim_node runs in the root namespace, where it would answer on the real robot's topics and "
+        "services: start it in a namespace (the launch files use 'sim'; ros2 run: --ros-args -r __ns:=/sim), "
+        "or set allow_root_namespace:=true on a machine with no robot")
 
 
 def sim_env_overrides(config: SimRobotConfig) -> dict:

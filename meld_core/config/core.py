@@ -3,7 +3,9 @@
 Defaults are the runnable settings of the MELD reference code (the `2_*` experiment files; see
 `shared/reference/meld-reference-implementation.md`). Every dataclass round-trips through YAML:
 `dataclasses.asdict(cfg)` gives plain data and `config_from_dict(cls, d)` rebuilds it (nested
-dataclasses and tuples included), rejecting unknown keys.
+dataclasses and tuples included), rejecting unknown keys and values of the wrong type with the
+field's name. `RunConfig.with_overrides` sets dotted keys (`sac.batch_size`) the same way: that is
+what `meld train --sac.batch_size=128` and a run config file do.
 
 Owners: ModelConfig, SACConfig, ReplayConfig, DeviceConfig and `config_from_dict` (core);
 training configuration and presets are appended at the end of this file (trainer).
@@ -256,14 +258,44 @@ class DeviceConfig:
             raise ValueError(f"DeviceConfig.actor_threads must be >= 1, got {self.actor_threads}")
 
 
+def _type_name(tp: Any) -> str:
+    """A type annotation as a person reads it: "int", "float or null", "list of int"."""
+    if tp is type(None):
+        return "null"
+    if dataclasses.is_dataclass(tp) and isinstance(tp, type):
+        return f"a mapping ({tp.__name__})"
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp))
+    if origin is tuple:
+        args = typing.get_args(tp)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return f"a list of {_type_name(args[0])}"
+        return f"a list of {len(args)} ({', '.join(_type_name(a) for a in args)})"
+    if origin in (dict, Mapping) or tp is dict:
+        return "a mapping"
+    return getattr(tp, "__name__", str(tp))
+
+
+def _value_text(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, str):
+        return f"the string {value!r}"
+    return f"{type(value).__name__} {value!r}"
+
+
 def _rebuild(tp: Any, value: Any, where: str) -> Any:
-    """Rebuild `value` (plain YAML data) into the annotated type `tp`."""
+    """Rebuild `value` (plain YAML data) into the annotated type `tp`; ValueError naming `where` and
+    the expected type when it does not fit (YAML reads `1e-3` as a string, `4.5` as a float, ...)."""
+    if tp is Any:
+        return value
     origin = typing.get_origin(tp)
     if dataclasses.is_dataclass(tp) and isinstance(tp, type):
         if isinstance(value, tp):
             return value
         if not isinstance(value, Mapping):
-            raise ValueError(f"{where}: expected a mapping for {tp.__name__}, got {type(value).__name__}")
+            raise ValueError(f"{where}: expected {_type_name(tp)}, got {_value_text(value)}")
         return config_from_dict(tp, value, _where=where)
     if origin in (typing.Union, types.UnionType):
         args = typing.get_args(tp)
@@ -274,37 +306,107 @@ def _rebuild(tp: Any, value: Any, where: str) -> Any:
                 continue
             try:
                 return _rebuild(arg, value, where)
-            except (TypeError, ValueError):
+            except ValueError:
                 continue
-        return value
-    if origin is tuple and isinstance(value, (list, tuple)):
+        raise ValueError(f"{where}: expected {_type_name(tp)}, got {_value_text(value)}")
+    if origin is tuple:
         args = typing.get_args(tp)
+        if not isinstance(value, (list, tuple)):
+            raise ValueError(f"{where}: expected {_type_name(tp)}, got {_value_text(value)}")
         if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(_rebuild(args[0], v, where) for v in value)
-        if args and len(args) == len(value):
-            return tuple(_rebuild(a, v, where) for a, v in zip(args, value))
-        return tuple(value)
-    if tp is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
+            return tuple(_rebuild(args[0], v, f"{where}[{i}]") for i, v in enumerate(value))
+        if len(args) != len(value):
+            raise ValueError(f"{where}: expected {_type_name(tp)}, got {len(value)} values {list(value)}")
+        return tuple(_rebuild(a, v, f"{where}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
+    if origin in (dict, Mapping) or tp is dict:
+        if not isinstance(value, Mapping):
+            raise ValueError(f"{where}: expected a mapping, got {_value_text(value)}")
+        return dict(value)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ValueError(f"{where}: expected true or false, got {_value_text(value)}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"{where}: expected int, got {_value_text(value)}")
+        return value
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        hint = ""
+        if isinstance(value, str):
+            try:
+                float(value)
+                hint = f" (YAML reads {value} as text: write it with a decimal point, e.g. 1.0e-3)"
+            except ValueError:
+                pass
+        raise ValueError(f"{where}: expected float, got {_value_text(value)}{hint}")
+    if tp is str:
+        if not isinstance(value, str):
+            raise ValueError(f"{where}: expected str, got {_value_text(value)}")
+        return value
     return value
 
 
-def config_from_dict(cls: type, d: Mapping[str, Any], *, _where: str | None = None) -> Any:
+def config_from_dict(cls: type, d: Mapping[str, Any] | None, *, _where: str | None = None) -> Any:
     """Build dataclass `cls` from `d` (e.g. `dataclasses.asdict` output loaded back from YAML).
 
-    Nested dataclasses and tuples are rebuilt recursively; missing keys take their defaults;
-    unknown keys raise ValueError naming them and the valid ones.
+    Nested dataclasses and tuples are rebuilt recursively; missing keys take their defaults. A
+    value of the wrong type, an unknown key or a missing required key raises ValueError naming the
+    field (`RunConfig.model.lr: expected float, got the string '1e-3'`); then the dataclass's own
+    validation runs.
     """
     where = _where or cls.__name__
     if not dataclasses.is_dataclass(cls):
         raise TypeError(f"config_from_dict needs a dataclass type, got {cls!r}")
+    if not isinstance(d, Mapping):
+        empty = " (an empty file?)" if d is None else ""
+        raise ValueError(f"{where}: expected a mapping of {cls.__name__} fields, got {_value_text(d)}{empty}")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(set(d) - set(fields))
     if unknown:
         raise ValueError(f"{where}: unknown key(s) {unknown}; valid keys are {sorted(fields)}")
+    missing = [name for name, f in fields.items() if name not in d
+               and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    if missing:
+        raise ValueError(f"{where}: missing key(s) {missing}")
     kwargs = {name: _rebuild(hints[name], value, f"{where}.{name}") for name, value in d.items()}
     return cls(**kwargs)
+
+
+ABSENT = "<absent>"
+
+
+def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested mappings as one level of dotted keys: {"sac": {"gamma": 0.9}} -> {"sac.gamma": 0.9}."""
+    out: dict[str, Any] = {}
+    for key, value in d.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            out.update(flatten(value, f"{name}."))
+        else:
+            out[name] = value
+    return out
+
+
+def config_diff(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[tuple[str, Any, Any]]:
+    """(dotted key, value in a, value in b) for every key whose values differ (`ABSENT` where a key is
+    missing), top-level keys first."""
+    fa, fb = flatten(a), flatten(b)
+    keys = sorted(set(fa) | set(fb), key=lambda k: (k.count("."), k))
+    return [(k, fa.get(k, ABSENT), fb.get(k, ABSENT)) for k in keys if fa.get(k, ABSENT) != fb.get(k, ABSENT)]
+
+
+def format_diff(diff: list[tuple[str, Any, Any]], a: str, b: str, limit: int = 8) -> str:
+    """`key: <a value> (a) vs <b value> (b); ...` for a one-line error message."""
+    def text(v: Any) -> str:
+        return ABSENT if v is ABSENT else repr(list(v)) if isinstance(v, tuple) else repr(v)
+
+    parts = [f"{k}: {text(x)} ({a}) vs {text(y)} ({b})" for k, x, y in diff[:limit]]
+    if len(diff) > limit:
+        parts.append(f"and {len(diff) - limit} more")
+    return "; ".join(parts)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -386,6 +488,10 @@ class RunConfig:
     train: TrainConfig  # schedule, evaluation, checkpoints
     preset: str = "custom"  # the preset this config came from (informational)
     offline_run: str | None = None  # stage 2: a stage-1 run directory whose episodes are offline data
+    # A run directory whose best checkpoint (else its newest) gives this run's initial network weights
+    # (model and actor-critic; optimisers start fresh). Stage 2 may start from stage 1's networks
+    # instead of from scratch (a departure from the reference, which starts stage 2 from scratch).
+    init_from: str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.env, str) or not self.env:
@@ -395,16 +501,44 @@ class RunConfig:
         object.__setattr__(self, "env_config", dict(self.env_config))
 
     def build_env_config(self) -> Any:
-        """The environment's config dataclass (unknown keys raise ValueError)."""
+        """The environment's config dataclass (an unknown key or a wrong type raises ValueError)."""
         from meld_core.envs.registry import env_config_class
 
-        return config_from_dict(env_config_class(self.env), self.env_config)
+        return config_from_dict(env_config_class(self.env), self.env_config, _where="RunConfig.env_config")
 
     def identity(self) -> dict[str, Any]:
         """What makes two runs the same run: everything but the device, the iteration budget and how
-        collection and training are scheduled (mode and async settings: a run may resume in the other)."""
+        collection and training are scheduled (mode and async settings: a run may resume in the other).
+
+        The environment config is the resolved one (every field of the env's config dataclass), so
+        `env_config: {}` and the same values written out are the same run."""
         d = dataclasses.asdict(self)
         d.pop("device")
         for name in ("num_iterations", "mode", "async_lead", "async_publish_interval", "async_timeout_s"):
             d["train"].pop(name)
+        d["env_config"] = dataclasses.asdict(self.build_env_config())
         return d
+
+    def with_overrides(self, overrides: Mapping[str, Any]) -> RunConfig:
+        """This config with dotted keys set, e.g. {"sac.batch_size": 128, "env_config.episode_length": 30}.
+
+        The result is rebuilt and validated as a YAML file is (`config_from_dict`), the env config
+        against the environment's own config dataclass; a key that names no field raises ValueError.
+        """
+        d = dataclasses.asdict(self)
+        for key, value in overrides.items():
+            *sections, leaf = key.split(".")
+            node = d
+            for i, name in enumerate(sections):
+                if i > 0 and sections[0] == "env_config" and name not in node:
+                    node[name] = {}  # env_config holds only what differs from the env's defaults
+                if not isinstance(node.get(name), dict):
+                    known = sorted(k for k, v in d.items() if isinstance(v, dict))
+                    section = ".".join(sections[:i + 1])
+                    raise ValueError(f"unknown setting {key!r}: {section} is not a section of the run config "
+                                     f"(its sections: {', '.join(known)})")
+                node = node[name]
+            node[leaf] = value
+        config = config_from_dict(RunConfig, d)
+        config.build_env_config()
+        return config

@@ -13,6 +13,19 @@ Conventions shared by every implementation:
   transition. Episodes end by time limit only: the trainer calls `step()` exactly
   `spec.episode_length` times per episode (no early termination, discount 1 inside an episode).
 - Actions are in [-1, 1]^A; the environment scales them to physical units.
+
+Per-frame state in `Observation.info` (recorded into every episode by `run_trial`, exported to MCAP
+and LeRobot by `meld_core.data`). An environment reports what it can observe and leaves out what it
+cannot; the keys are the constants below, the values plain floats or lists in `spec.joint_names` order:
+
+- `stamp` (every frame): the time the frame was observed, in seconds on the environment's clock
+  (simulated time in simulation, accumulated over the environment's life; ROS time on the robot).
+- `joint_positions` (every frame): measured joint positions (rad; m for a prismatic or 2-D point robot).
+- `joint_velocities` (every frame): measured joint velocities (rad/s or m/s).
+- `commanded_velocity` (frames returned by `step`): the joint-velocity command the action became
+  (action x scale), before any safety filter.
+- `applied_velocity` (frames returned by `step`): the joint velocity actually applied during that
+  step, after the safety filter (and, in simulation, the servos' velocity quantum).
 """
 
 from __future__ import annotations
@@ -22,6 +35,13 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
+
+# Keys of the per-frame state in Observation.info (see the module docstring).
+STAMP = "stamp"
+JOINT_POSITIONS = "joint_positions"
+JOINT_VELOCITIES = "joint_velocities"
+COMMANDED_VELOCITY = "commanded_velocity"
+APPLIED_VELOCITY = "applied_velocity"
 
 
 @dataclass(frozen=True)
@@ -54,12 +74,17 @@ class EnvSpec:
     action_dim: int  # A: actions live in [-1, 1]^A
     episode_length: int  # T: steps per episode (an episode stores T+1 frames)
     control_hz: float  # control rate; videos are written at this rate
+    cameras: tuple[str, ...] = ("scene",)  # camera images stacked top to bottom in Observation.image
+    joint_names: tuple[str, ...] = ()  # order of the joint values in the per-frame info
 
     def __post_init__(self) -> None:
         if len(self.image_shape) != 3 or self.image_shape[2] != 3:
             raise ValueError(f"image_shape must be (H, W, 3), got {self.image_shape}")
         if self.action_dim < 1 or self.episode_length < 1 or self.control_hz <= 0:
             raise ValueError(f"invalid EnvSpec {self}")
+        if not self.cameras or self.image_shape[0] % len(self.cameras):
+            raise ValueError(f"EnvSpec.cameras {self.cameras} must split the image height "
+                             f"{self.image_shape[0]} into equal parts")
 
 
 @dataclass

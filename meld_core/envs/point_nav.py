@@ -21,7 +21,16 @@ from typing import Any
 
 import numpy as np
 
-from meld_core.envs.base import EnvSpec, Observation, Task
+from meld_core.envs.base import (
+    APPLIED_VELOCITY,
+    COMMANDED_VELOCITY,
+    JOINT_POSITIONS,
+    JOINT_VELOCITIES,
+    STAMP,
+    EnvSpec,
+    Observation,
+    Task,
+)
 
 # Colours (RGB, uint8) of the agent's image and of the video frames.
 _BACKGROUND = np.array([24, 24, 32], dtype=np.uint8)
@@ -89,6 +98,8 @@ class PointNavEnv:
             action_dim=2,
             episode_length=c.episode_length,
             control_hz=c.control_hz,
+            cameras=("scene",),
+            joint_names=("x", "y"),  # the robot's position is its joint state
         )
         self._seed = seed  # the env itself is deterministic; kept for the TaskEnv constructor signature
         self._train = tuple(self._make_tasks("train", _goal_angles(c.num_train_tasks, c.task_seed)))
@@ -96,6 +107,8 @@ class PointNavEnv:
         self._task: Task = self._train[0]
         self._goal = self._goal_of(self._task)
         self._pos = np.zeros(2)
+        self._vel = np.zeros(2)  # velocity over the last step (m/s); 0 after a reset
+        self._time = 0.0  # simulated seconds since the environment was made (stamps)
         self._trail: list[np.ndarray] = []
         self._arc_mask_obs = self._arc_mask(c.image_size)
         self._arc_mask_video = self._arc_mask(c.video_size)
@@ -133,6 +146,7 @@ class PointNavEnv:
     # -- dynamics ------------------------------------------------------------------------------
     def reset(self) -> Observation:
         self._pos = np.zeros(2)
+        self._vel = np.zeros(2)
         self._trail = [self._pos.copy()]
         return Observation(image=self._draw(self.config.image_size), info=self._info())
 
@@ -141,23 +155,29 @@ class PointNavEnv:
         if a.shape != (2,):
             raise ValueError(f"point_nav expects an action of shape (2,), got {np.shape(action)}")
         a = np.clip(np.nan_to_num(a, nan=0.0, posinf=1.0, neginf=-1.0), -1.0, 1.0)
-        w = self.config.world_half_width
-        self._pos = self._pos + self.config.max_step * a
+        c, w = self.config, self.config.world_half_width
+        before = self._pos
+        self._pos = self._pos + c.max_step * a
         self._pos[0] = np.clip(self._pos[0], -w, w)
         self._pos[1] = np.clip(self._pos[1], -w + 0.5, w + 0.5)
+        self._vel = (self._pos - before) * c.control_hz  # the walls stop what the command asked for
+        self._time += 1.0 / c.control_hz
         self._trail.append(self._pos.copy())
         dense, sparse, success = self._rewards()
-        return Observation(image=self._draw(self.config.image_size), dense_reward=dense,
-                           sparse_reward=sparse, success=success, info=self._info())
+        info = self._info()
+        info[COMMANDED_VELOCITY] = (a * c.max_step * c.control_hz).tolist()
+        info[APPLIED_VELOCITY] = self._vel.tolist()
+        return Observation(image=self._draw(c.image_size), dense_reward=dense,
+                           sparse_reward=sparse, success=success, info=info)
 
     def _rewards(self) -> tuple[float, float, bool]:
         d = float(np.linalg.norm(self._pos - self._goal))
         sparse = 1.0 - d if d < self.config.sparse_radius else 0.0
         return -d, sparse, d < self.config.success_radius
 
-    def _info(self) -> dict[str, float]:
-        return {"distance": float(np.linalg.norm(self._pos - self._goal)),
-                "x": float(self._pos[0]), "y": float(self._pos[1])}
+    def _info(self) -> dict[str, Any]:
+        return {"distance": float(np.linalg.norm(self._pos - self._goal)), STAMP: self._time,
+                JOINT_POSITIONS: self._pos.tolist(), JOINT_VELOCITIES: self._vel.tolist()}
 
     # -- drawing -------------------------------------------------------------------------------
     def _to_pixels(self, xy: np.ndarray, size: int) -> tuple[float, float]:
@@ -211,7 +231,7 @@ class PointNavEnv:
         """One RGB picture of evaluated trials: a tile per task (its first trial) with the goal, its
         success circle and the path of every episode (first blue, second red, later ones grey);
         the caption gives the goal angle and, per episode, S (success at the last frame), r
-        (reached earlier) or - (missed). Paths come from the per-frame `x`, `y` info."""
+        (reached earlier) or - (missed). Paths come from the recorded positions (`joint_positions`)."""
         from meld_core.train.media import annotate
 
         size = self.config.video_size
@@ -230,7 +250,7 @@ class PointNavEnv:
             marks = []
             for ep in trial.episodes:
                 colour = _PATH_COLOURS[min(ep.position_in_trial, len(_PATH_COLOURS) - 1)]
-                points = [np.array([i["x"], i["y"]]) for i in ep.infos if "x" in i and "y" in i]
+                points = [] if ep.episode.joint_positions is None else list(ep.episode.joint_positions)
                 line_px, dot_px = 0.8 * size / 64.0, 1.6 * size / 64.0
                 for a, b in zip(points[:-1], points[1:]):
                     for f in np.linspace(0.0, 1.0, 8):

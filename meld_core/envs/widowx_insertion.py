@@ -32,7 +32,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from meld_core.envs.base import EnvSpec, Observation, Task
+from meld_core.envs.base import (
+    APPLIED_VELOCITY,
+    COMMANDED_VELOCITY,
+    JOINT_POSITIONS,
+    JOINT_VELOCITIES,
+    STAMP,
+    EnvSpec,
+    Observation,
+    Task,
+)
 from meld_core.envs.offscreen import OffscreenRenderer, RenderError  # noqa: F401 (re-exported)
 from meld_core.robot.kinematics import ARM_JOINTS, WidowXKinematics
 from meld_core.robot.profile import RobotProfile
@@ -62,6 +71,11 @@ class WidowXInsertionConfig:
     num_train_tasks: int = 20  # meta-training tasks
     num_eval_tasks: int = 10  # held-out tasks
     task_seed: int = 0  # seeds the task lists (the same seed always gives the same tasks)
+    # Train tasks share each router pose among this many ports (1: every train task has a pose of its
+    # own). With k > 1 the pose no longer tells the goal port: a policy cannot learn "router here ->
+    # port k" by heart for the train tasks, which then fails on new poses; it must find the port from
+    # the reward. Held-out tasks always have a pose of their own. num_train_tasks must divide by k.
+    train_ports_per_pose: int = 1
     image_size: int = 64  # pixels per side of each camera image; observations are (2*size, size, 3)
     num_ports: int = 4  # Ethernet ports on the router
     port_pitch_m: float = 0.022  # distance between neighbouring ports
@@ -88,6 +102,10 @@ class WidowXInsertionConfig:
                              f"{self.image_size}, {self.video_size}")
         if not 1 <= self.num_ports <= 8:
             raise ValueError(f"num_ports must be in 1..8, got {self.num_ports}")
+        k = self.train_ports_per_pose
+        if not 1 <= k <= self.num_ports or self.num_train_tasks % k:
+            raise ValueError(f"train_ports_per_pose must be in 1..num_ports ({self.num_ports}) and divide "
+                             f"num_train_tasks ({self.num_train_tasks}), got {self.train_ports_per_pose}")
         if not 0.012 <= self.port_pitch_m <= 0.05 or not 0.0002 <= self.port_clearance_m <= 0.004:
             raise ValueError("port_pitch_m must be in [0.012, 0.05] and port_clearance_m in [0.0002, 0.004]")
         if self.port_pitch_m - 2 * self.port_clearance_m < 0.012:
@@ -110,14 +128,25 @@ class WidowXInsertionConfig:
 
 
 def make_tasks(cfg: WidowXInsertionConfig, split: str) -> list[Task]:
-    """The seeded task list of a split: ports balanced and shuffled, rotation and translation uniform."""
+    """The seeded task list of a split: ports balanced and shuffled, rotation and translation uniform;
+    train tasks share each pose among `train_ports_per_pose` ports (different ones)."""
     if split not in ("train", "eval"):
         raise ValueError(f"split must be 'train' or 'eval', got {split!r}")
     n = cfg.num_train_tasks if split == "train" else cfg.num_eval_tasks
     rng = np.random.default_rng([cfg.task_seed, 0 if split == "train" else 1])
-    ports = rng.permutation(np.arange(n) % cfg.num_ports)
-    rotation = rng.uniform(-cfg.max_rotation_deg, cfg.max_rotation_deg, size=n)
-    translation = rng.uniform(-cfg.max_translation_mm, cfg.max_translation_mm, size=n)
+    k = cfg.train_ports_per_pose if split == "train" else 1
+    if k == 1:
+        ports = rng.permutation(np.arange(n) % cfg.num_ports)
+        rotation = rng.uniform(-cfg.max_rotation_deg, cfg.max_rotation_deg, size=n)
+        translation = rng.uniform(-cfg.max_translation_mm, cfg.max_translation_mm, size=n)
+    else:  # n // k poses, each with k different ports; each port equally often over the poses
+        poses = n // k
+        first = rng.permutation(np.arange(poses) % cfg.num_ports)
+        ports = ((first[:, None] + np.arange(k)[None, :]) % cfg.num_ports).ravel()
+        rotation = np.repeat(rng.uniform(-cfg.max_rotation_deg, cfg.max_rotation_deg, size=poses), k)
+        translation = np.repeat(rng.uniform(-cfg.max_translation_mm, cfg.max_translation_mm, size=poses), k)
+        order = rng.permutation(n)
+        ports, rotation, translation = ports[order], rotation[order], translation[order]
     return [Task(index=i, split=split, params={"port": int(ports[i]),
                                                "rotation_deg": round(float(rotation[i]), 2),
                                                "translation_mm": round(float(translation[i]), 2)})
@@ -260,7 +289,8 @@ class WidowXInsertionEnv:
                              "commands are replaced sooner than they are")
         self.spec = EnvSpec(name=ENV_NAME, image_shape=cfg.image_shape,
                             action_dim=len(self.profile.joint_names), episode_length=cfg.episode_length,
-                            control_hz=cfg.control_hz)
+                            control_hz=cfg.control_hz, cameras=("scene", "wrist"),
+                            joint_names=tuple(self.profile.joint_names))
         self.rig = RigGeometry(urdf)
         self.safety = self.profile.safety_filter()
         self._mj = mujoco
@@ -282,6 +312,7 @@ class WidowXInsertionEnv:
                             for i in range(cfg.num_ports)]
         self._renderer = None
         self._video_renderer = None
+        self._time_before_reset = 0.0  # simulated seconds of earlier episodes (MuJoCo's clock restarts)
         self.task: Task | None = None
         self._goal = InsertionGoal(port=0)
         self._port_poses: list[np.ndarray] = []
@@ -311,6 +342,7 @@ class WidowXInsertionEnv:
 
     def reset(self) -> Observation:
         mj = self._mj
+        self._time_before_reset += self.data.time
         mj.mj_resetData(self.model, self.data)
         q = np.asarray(self.profile.home_q, dtype=float)
         if self.config.reset_noise_rad > 0:
@@ -318,17 +350,20 @@ class WidowXInsertionEnv:
         self.data.qpos[self._qadr] = self.kinematics.clip_to_limits(q)
         mj.mj_forward(self.model, self.data)
         _, _, _, info = self._reward()
-        return Observation(image=self._image(), info=info)
+        return Observation(image=self._image(), info=self._with_joint_state(info))
 
     def step(self, action: np.ndarray) -> Observation:
         action = np.asarray(action, dtype=float).reshape(-1)
         if action.shape == (self.spec.action_dim,):
             action = np.clip(action, -1.0, 1.0)  # NaN stays NaN: the safety filter zeros it
-        command = self.step_velocity(action * self.config.action_scale)
+        commanded = action * self.config.action_scale
+        command = self.step_velocity(commanded)
         dense, sparse, success, info = self._reward()
         info["safety_events"] = command.events
+        info[COMMANDED_VELOCITY] = commanded.tolist()
+        info[APPLIED_VELOCITY] = np.asarray(command.velocity, dtype=float).tolist()
         return Observation(image=self._image(), dense_reward=dense, sparse_reward=sparse, success=success,
-                           info=info)
+                           info=self._with_joint_state(info))
 
     def render_frame(self) -> np.ndarray:
         """Scene | wrist at `video_size`, side by side, with the goal port marked in red."""
@@ -422,6 +457,13 @@ class WidowXInsertionEnv:
         return self.kinematics.tool_pose(self.joint_state()[0])
 
     # --- internals ------------------------------------------------------------------------------
+
+    def _with_joint_state(self, info: dict) -> dict:
+        """`info` plus the per-frame state of the TaskEnv convention (stamp = simulated time)."""
+        q, qdot = self.joint_state()
+        info.update({STAMP: self._time_before_reset + float(self.data.time), JOINT_POSITIONS: q.tolist(),
+                     JOINT_VELOCITIES: qdot.tolist()})
+        return info
 
     def _image(self) -> np.ndarray:
         images = self.camera_images()

@@ -64,8 +64,6 @@ class RigNodeConfig:
     baud: int = 115200  # serial baud rate (the firmware's rate)
     rotation_limit_deg: float = 8.0  # goals must satisfy |rotation| <= this, degrees
     translation_limit_mm: float = 10.0  # goals must satisfy |translation| <= this, millimetres
-    position_tolerance_deg: float = 0.2  # the agent counts a rotation within this as arrived, degrees
-    position_tolerance_mm: float = 0.5  # the agent counts a translation within this as arrived, millimetres
     connect_timeout_s: float = 5.0  # deadline for opening the port and the version handshake
     home_timeout_s: float = 60.0  # deadline for homing both axes
     move_timeout_s: float = 30.0  # deadline for one goal
@@ -84,8 +82,6 @@ class RigNodeConfig:
         for name in (
             "rotation_limit_deg",
             "translation_limit_mm",
-            "position_tolerance_deg",
-            "position_tolerance_mm",
             "connect_timeout_s",
             "home_timeout_s",
             "move_timeout_s",
@@ -236,11 +232,13 @@ class RigSupervisor:
         client = self._client
         if client is None:
             raise RigSupervisorError("reset rig is not configured (no port open)")
-        self._safe_stop(client)
+        # STOPPED before the firmware is asked: it reports the aborted motion before it acknowledges
+        # STOP, and the moving thread must then see a stop, not a failure.
         with self._lock:
             self.stops += 1
             if self.state in (RigNodeState.IDLE, RigNodeState.MOVING, RigNodeState.HOMING):
                 self.state = RigNodeState.STOPPED
+        self._safe_stop(client)
 
     def position(self) -> tuple[float, float] | None:
         """(rotation_deg, translation_mm) as the rig reports it, or None when no port is open."""
@@ -249,12 +247,6 @@ class RigSupervisor:
             return None
         state = client.status()
         return float(state.rotation_deg), float(state.translation_mm)
-
-    def arrived(self, position: tuple[float, float], goal: tuple[float, float]) -> bool:
-        return (
-            abs(position[0] - goal[0]) <= self.config.position_tolerance_deg
-            and abs(position[1] - goal[1]) <= self.config.position_tolerance_mm
-        )
 
     # ---------------------------------------------------------------- helpers
     def _require(self, *states: RigNodeState) -> None:

@@ -75,6 +75,11 @@ class _Chain:
             self.steps.append((pending, arm_joints.index(joint.name), joint.type, joint.axis))
             pending = np.eye(4)
         self.tail = pending
+        # Rodrigues' K and K^2 of each joint axis, for forward_many
+        self._skews = []
+        for *_, (x, y, z) in self.steps:
+            k = np.array([[0.0, -z, y], [z, 0.0, -x], [-y, x, 0.0]])
+            self._skews.append((k, k @ k))
 
     def forward(self, q: np.ndarray, with_axes: bool = False):
         t = np.eye(4)
@@ -88,6 +93,25 @@ class _Chain:
             t = t @ rot
         t = t @ self.tail
         return (t, axes) if with_axes else t
+
+    def forward_many(self, qs: np.ndarray) -> np.ndarray:
+        """`forward` at K joint vectors at once: qs (K, n) -> poses (K, 4, 4)."""
+        t: np.ndarray | None = None
+        rot = np.zeros((len(qs), 4, 4))
+        rot[:, 3, 3] = 1.0
+        for (fixed, index, _, _), (k, kk) in zip(self.steps, self._skews):
+            angle = qs[:, index][:, None, None]
+            rot[:, :3, :3] = np.sin(angle) * k + (1.0 - np.cos(angle)) * kk
+            rot[:, :3, :3] += np.eye(3)
+            step = fixed @ rot  # (K, 4, 4)
+            t = step if t is None else t @ step
+        return t @ self.tail
+
+    def reach(self) -> float:
+        """An upper bound (m) on the tip's distance from any joint's axis, in any configuration: the
+        lengths of the links from the first joint to the tip, added up."""
+        links = [fixed[:3, 3] for fixed, *_ in self.steps[1:]] + [self.tail[:3, 3]]
+        return float(sum(np.linalg.norm(v) for v in links))
 
 
 class WidowXKinematics:
@@ -141,6 +165,17 @@ class WidowXKinematics:
     def forward(self, q: np.ndarray, tip: str = EE_LINK) -> np.ndarray:
         """4x4 pose of `tip` (default ee_gripper_link) in base_link at joint positions q (5,)."""
         return self._chain(tip).forward(self._check(q))
+
+    def positions(self, qs: np.ndarray, tip: str = EE_LINK) -> np.ndarray:
+        """Positions (K, 3) of `tip` in base_link at K joint vectors qs (K, 5), in one pass."""
+        qs = np.asarray(qs, dtype=float)
+        if qs.ndim != 2 or qs.shape[1] != len(self.joint_names):
+            raise ValueError(f"qs must have shape (K, {len(self.joint_names)}), got {qs.shape}")
+        return self._chain(tip).forward_many(qs)[:, :3, 3]
+
+    def reach(self, tip: str = EE_LINK) -> float:
+        """An upper bound (m) on the distance from `tip` to any arm joint's axis, in any configuration."""
+        return self._chain(tip).reach()
 
     def tool_pose(self, q: np.ndarray) -> np.ndarray:
         """4x4 pose of the plug tip (plug_tip_link) in base_link."""

@@ -5,10 +5,12 @@
 
 `SimGraphLink` wires the same pieces the launch file starts, in the same way, but calls them
 directly: `SimRobot` (sim_node: physics at the control rate, holding the last velocity, camera
-frames, the rig at finite speed) and `ArmBridge` (arm_node: velocity mode, safety filter, deadman,
-home servo at `tick_hz`). Time advances only inside `sleep_until` / `home_arm` / `move_rig`, event
-by event (physics steps, bridge ticks, camera frames, rig updates), so a whole trial runs in
-the time the physics and rendering take, and timing is reproducible.
+frames, the rig at finite speed), `ArmBridge` (arm_node: velocity mode, safety filter, deadman,
+home servo at `tick_hz`, a heartbeat per tick) and `ArmGuard` (arm_guard_node: zeros when the
+heartbeat stops while the arm moves). `kill_arm_node()` is `kill -9` of arm_node. Time advances
+only inside `sleep_until` / `home_arm` / `move_rig`, event by event (physics steps, bridge and
+guard ticks, camera frames, rig updates), so a whole trial runs in the time the physics and
+rendering take, and timing is reproducible.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import math
 import numpy as np
 
 from meld_core.bridge.arm_bridge import ArmBridge, ArmBridgeConfig
+from meld_core.bridge.arm_guard import ArmGuard, ArmGuardConfig
 from meld_core.bridge.remote_env import RobotTimeoutError
 from meld_core.bridge.sim_robot import SimEnvLike, SimRobot, SimRobotConfig
 from meld_core.robot.profile import RobotProfile
@@ -34,6 +37,7 @@ class SimGraphLink:
         bridge_config: ArmBridgeConfig | None = None,
         sim_config: SimRobotConfig | None = None,
         profile: RobotProfile | None = None,
+        guard_config: ArmGuardConfig | None = None,
         start_time: float = 100.0,
     ) -> None:
         self.robot = SimRobot(sim_config or SimRobotConfig(), env)
@@ -41,10 +45,14 @@ class SimGraphLink:
         # arm_node builds its profile from the URDF and config/widowx_profile.yaml, as the env did
         self.bridge = ArmBridge(self.bridge_config, profile or RobotProfile.load())
         self.joints = self.bridge.joint_names
+        self.guard = ArmGuard(guard_config or ArmGuardConfig(), self.joints)
+        self.arm_node_alive = True
+        self._last_sent = np.zeros(len(self.joints))  # what arm_node last published (its heartbeat)
         self.t = start_time
         self._periods = {
             "physics": 1.0 / control_hz,
             "bridge": 1.0 / self.bridge_config.tick_hz,
+            "guard": 1.0 / self.guard.config.tick_hz,
             "camera": 1.0 / self.robot.config.camera_hz,
             "joint_state": 1.0 / self.robot.config.joint_state_hz,
             "rig": 0.1,
@@ -52,21 +60,37 @@ class SimGraphLink:
         self._next = {name: start_time + period for name, period in self._periods.items()}
         self._camera_stamp: float | None = None
         self._joint_state: tuple[np.ndarray, float] | None = None
-        # arm_node at start-up: velocity mode through set_operating_modes
+        # arm_node at start-up: velocity mode through set_operating_modes, then zeros at once
         request = self.bridge.operating_mode_request()
         if self.robot.set_operating_mode(request["name"], request["mode"]):
             self.bridge.velocity_mode_set()
+            self._arm_node_tick()
         self._publish_joint_state()
 
     # ----------------------------------------------------------------- the event loop
     def _publish_joint_state(self) -> None:
-        q, _ = self.robot.joint_state()
+        q, qdot = self.robot.joint_state()
         self._joint_state = (q, self.t)
-        self.bridge.on_joint_state(self.joints, q, self.t)
+        if self.arm_node_alive:
+            self.bridge.on_joint_state(self.joints, q, self.t)
+        self.guard.on_joint_state(self.joints, qdot, self.t)
 
     def _forward(self, velocity: np.ndarray | None) -> None:
+        """A command on xs_sdk's commands/joint_group (seen by the simulated driver and the guard)."""
         if velocity is not None:
             self.robot.joint_group_command(self.bridge_config.group, velocity.tolist())
+            self.guard.on_group_command(self.bridge_config.group, velocity, self.t)
+
+    def _arm_node_tick(self) -> None:
+        velocity = self.bridge.tick(self.t)
+        if velocity is not None:
+            self._last_sent = velocity
+        self._forward(velocity)
+        self.guard.on_heartbeat(self._last_sent, self.t)
+
+    def kill_arm_node(self) -> None:
+        """`kill -9 arm_node`: no more ticks, heartbeats or zeros on exit; commands go nowhere."""
+        self.arm_node_alive = False
 
     def _run_until(self, t_end: float) -> None:
         while True:
@@ -78,7 +102,10 @@ class SimGraphLink:
             if name == "physics":
                 self.robot.advance()
             elif name == "bridge":
-                self._forward(self.bridge.tick(t))
+                if self.arm_node_alive:
+                    self._arm_node_tick()
+            elif name == "guard":
+                self._forward(self.guard.tick(t))
             elif name == "camera":
                 self._camera_stamp = t
             elif name == "joint_state":
@@ -107,8 +134,8 @@ class SimGraphLink:
         return None
 
     def send_velocity(self, qdot: np.ndarray) -> None:
-        if self.bridge.on_command(self.joints, np.asarray(qdot, dtype=float), self.t):
-            self._forward(self.bridge.tick(self.t))
+        if self.arm_node_alive and self.bridge.on_command(self.joints, np.asarray(qdot, dtype=float), self.t):
+            self._arm_node_tick()
 
     def stop_arm(self) -> None:
         self.send_velocity(np.zeros(len(self.joints)))

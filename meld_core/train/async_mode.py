@@ -18,8 +18,9 @@
   disk, pre-trains, then trains every collected iteration in order, int(env steps x ratio) model
   and actor-critic steps each, so the gradient steps per env step are those of alternate mode (it
   waits when it is ahead). Its queue is `owed_iterations`, the bookkeeping that makes a resumed
-  alternate run train what it owes. It publishes its weights (policy/policy.pt, atomic) after every
-  iteration and every `async_publish_interval` gradient steps, and checkpoints as alternate mode.
+  alternate run train what it owes. It publishes its networks (published/weights.pt, atomic and
+  verified, weights only) after every iteration and every `async_publish_interval` gradient steps,
+  and checkpoints as alternate mode.
 
 Crash safety: every file is written atomically; the learner rebuilds its queue from its checkpoint
 and the episodes on disk, the actor where it is from the episodes on disk. kill -9 of the actor
@@ -34,7 +35,9 @@ is shared. That needs a shared filesystem with atomic rename (NFS, SMB and sshfs
 flock run locks then guard each machine only), the learner started by hand (or by the launch
 file) with `python -m meld_core.train.async_mode learner --run-dir <shared run>`, and liveness by
 heartbeats (progress.json, progress_actor.json) instead of the parent-death signal. Copying
-episodes over a network would replace only `ReplayStore.load_new` and `RunDir.publish_policy`.
+episodes over a network would replace only `ReplayStore.load_new` and `RunDir.publish_weights`.
+Each process holds the run-directory lock of its role (`RunDir.lock`) and cleans up only the
+temporary files of its own interrupted writes.
 
 Cores: the actor runs on its own core(s) with `DeviceConfig.actor_threads` torch threads, the learner
 on the others with one thread per core and sleeping OpenMP threads (meld_core.algo.runtime).
@@ -61,17 +64,18 @@ from meld_core.algo.agent import Agent
 from meld_core.algo.replay import ReplayStore
 from meld_core.algo.runtime import CpuPlan, openmp_env, pin_to, plan_cpus, usable_cpus
 from meld_core.config import RunConfig
+from meld_core.data.policy_export import WEIGHT_KEYS
 from meld_core.envs.base import EnvSpec, TaskEnv
 from meld_core.train.evaluation import EvaluationHook
-from meld_core.train.hooks import CheckpointHook, MetricsHook, ProgressHook, TrainerHooks
+from meld_core.train.hooks import CheckpointHook, ConsoleProgress, MetricsHook, ProgressHook, TrainerHooks
 from meld_core.train.metrics import MetricsLogger
-from meld_core.train.rundir import RunDir, RunDirError
+from meld_core.train.rundir import CHECKPOINT_FORMAT, RunDir, RunDirError
 from meld_core.train.setup import (
     RecordedEnv,
+    check_run_dir,
     collected_iterations,
     load_run_config,
     owed_iterations,
-    prepare_run_dir,
 )
 from meld_core.train.trainer import Trainer, default_agent_factory, default_env_factory
 
@@ -120,11 +124,13 @@ class Learner(Trainer):
     """The async learner: pre-training and the gradient steps of every collected iteration."""
 
     ROLE = "learner"
+    LOCK_PURPOSE = "async learner"
     LOCK_ROLES = ("learner",)
 
     def __init__(self, config: RunConfig, run_dir: RunDir | str | Path, *, parent_pid: int | None = None,
                  **kwargs: Any) -> None:
         kwargs.setdefault("env_factory", lambda cfg: RecordedEnv.read(self.run_dir))
+        kwargs.setdefault("replay_factory", _reading_replay)
         super().__init__(config, run_dir, resume=True, **kwargs)
         self.parent_pid = parent_pid
         self.peer_lost: str | None = None
@@ -134,7 +140,8 @@ class Learner(Trainer):
 
     def _default_hooks(self) -> list[TrainerHooks]:
         self._publisher = PublishHook()
-        return [MetricsHook(), CheckpointHook(), ProgressHook(), self._publisher, *self._crash_hooks()]
+        console = [ConsoleProgress()] if self.progress_bars else []
+        return [MetricsHook(), CheckpointHook(), ProgressHook(), self._publisher, *console]
 
     def _build(self) -> None:
         if not self._wait(lambda: self.run_dir.env_path.is_file() and self.run_dir.tasks_path.is_file(),
@@ -177,12 +184,14 @@ class Learner(Trainer):
 
     # -- publishing and liveness ------------------------------------------------------------------
     def publish(self) -> None:
-        """Write the newest weights for the actor (atomic), then policy.json with their counters."""
+        """Write the newest networks for the actor (atomic, verified), then weights.json (their counters)."""
         c = self.counters
         version = c.model_steps + c.ac_steps
-        self.run_dir.publish_policy({"agent": self.agent.policy_state_dict(), "counters": c.as_dict(),
-                                     "version": version},
-                                    {"version": version, "counters": c.as_dict(), "time": time.time()})
+        agent = self.agent.state_dict()
+        weights = {**{k: agent[k] for k in WEIGHT_KEYS}, "weights_only": True}  # as `meld export` writes
+        state = {"format": CHECKPOINT_FORMAT, "agent": weights, "counters": c.as_dict(), "version": version}
+        info = {"version": version, "counters": c.as_dict(), "time": time.time()}
+        self.run_dir.publish_weights(state, info)
         self._publisher.published()
         logger.debug("published weights (iteration %d, %d gradient steps)", c.iteration, version)
 
@@ -222,7 +231,7 @@ class Learner(Trainer):
     def _actor_problem(self) -> str | None:
         if self.parent_pid is not None and os.getppid() != self.parent_pid:
             return f"the actor (pid {self.parent_pid}) exited"
-        path = self.run_dir.root / ACTOR_PROGRESS
+        path = self.run_dir.actor_progress_path
         age = _silence_s(path, self._started_wall)
         if age > self.config.train.async_timeout_s:
             return (f"the actor has shown no sign of life for {age:.0f} s (TrainConfig.async_timeout_s); is "
@@ -233,9 +242,6 @@ class Learner(Trainer):
 # ------------------------------------------------------------------------------------------------
 # the actor
 # ------------------------------------------------------------------------------------------------
-ACTOR_PROGRESS = "progress_actor.json"
-
-
 class _SyncBeforeEvaluation(TrainerHooks):
     """Before the actor evaluates, it waits for the weights of exactly the iteration it evaluates."""
 
@@ -252,6 +258,7 @@ class Actor(Trainer):
     """The async actor: warm-up, collection with the newest published weights, evaluation."""
 
     ROLE = "actor"
+    LOCK_PURPOSE = "async actor"
     LOCK_ROLES = ("actor",)
 
     def __init__(self, config: RunConfig, run_dir: RunDir | str | Path, *,
@@ -268,14 +275,15 @@ class Actor(Trainer):
         self._last_beat = 0.0
 
     def _default_hooks(self) -> list[TrainerHooks]:
-        return [MetricsHook(), _SyncBeforeEvaluation(), EvaluationHook(), ProgressHook(),
-                *self._crash_hooks()]
+        console = [ConsoleProgress()] if self.progress_bars else []
+        return [MetricsHook(), _SyncBeforeEvaluation(), EvaluationHook(), ProgressHook(), *console]
 
     def _open_metrics(self) -> MetricsLogger:
         return MetricsLogger(self.run_dir.root / "metrics_actor.csv", self.run_dir.tb_dir / "actor").open()
 
-    def write_progress(self) -> None:
-        self.run_dir.write_json(self.run_dir.root / ACTOR_PROGRESS, self.progress(), fsync=False)
+    @property
+    def progress_path(self) -> Path:
+        return self.run_dir.actor_progress_path
 
     def progress(self) -> dict[str, Any]:
         return {**super().progress(), "role": "actor", "policy_version": self.policy_version,
@@ -301,10 +309,10 @@ class Actor(Trainer):
             self.rng = np.random.default_rng([t.seed, self.replay.total_episodes])
         need = t.init_collect_trials_per_task * t.episodes_per_trial
         if all(self.replay.num_episodes(task.index) >= need for task in self.env.train_tasks):
-            self.counters.phase = "train" if self.run_dir.policy_info() is not None else "pretrain"
+            self.counters.phase = "train" if self.run_dir.published_info() is not None else "pretrain"
             if self.counters.iteration >= t.num_iterations:
                 self.counters.phase = "done"
-        if self.run_dir.policy_info() is not None:
+        if self.run_dir.published_info() is not None:
             self._load_policy()
         self._owed = []
         if self.counters.iteration or self.counters.phase != "warmup":
@@ -315,7 +323,7 @@ class Actor(Trainer):
     def _pretrain(self) -> None:
         """The learner pre-trains the model: wait for its first publication."""
         self._set_phase("pretrain")
-        if self._wait(lambda: self.run_dir.policy_info() is not None, "the learner's pre-training"):
+        if self._wait(lambda: self.run_dir.published_info() is not None, "the learner's pre-training"):
             self._load_policy()
             self._set_phase("train")
 
@@ -339,19 +347,19 @@ class Actor(Trainer):
 
     # -- the published policy ---------------------------------------------------------------------
     def _published_iteration(self) -> int:
-        info = self.run_dir.policy_info()
+        info = self.run_dir.published_info()
         if info is None or info["counters"]["phase"] not in ("train", "done"):
             return -1
         return int(info["counters"]["iteration"])
 
     def _load_policy_if_newer(self) -> None:
-        info = self.run_dir.policy_info()
+        info = self.run_dir.published_info()
         if info is not None and int(info["version"]) != self.policy_version:
             self._load_policy()
 
     def _load_policy(self) -> None:
-        state = self.run_dir.load_policy()
-        self.agent.load_policy_state_dict(state["agent"])
+        state = self.run_dir.load_published_weights()
+        self.agent.load_weights(state["agent"])
         self.policy_version = int(state["version"])
         self.policy_counters = state["counters"]
         for name in ("model_steps", "ac_steps", "pretrain_steps"):
@@ -409,6 +417,13 @@ def _silence_s(progress_file: Path, since: float) -> float:
     """Seconds since the other process last wrote its progress file, or since `since` (wall time)."""
     beat = progress_file.stat().st_mtime if progress_file.is_file() else since
     return time.time() - max(beat, since)
+
+
+def _reading_replay(cfg: Any, num_tasks: int, root: Path, offline: ReplayStore | None = None) -> ReplayStore:
+    """The learner's store: reads the episodes the actor writes, never touches its temporary files."""
+    store = ReplayStore(cfg, num_tasks, root, offline)
+    store.load_new()
+    return store
 
 
 def _frameless_replay(cfg: Any, num_tasks: int, root: Path,
@@ -482,7 +497,7 @@ def run_async(
     """Train in async mode: the actor in this thread, the learner in a child process. Returns the actor
     when both are done (or stopped: `actor.request_stop()` stops the learner too)."""
     rd = RunDir(run_dir)
-    prepare_run_dir(rd, config, resume)
+    check_run_dir(rd, config, resume)  # refuse early (each process checks again under its own lock)
     d = config.device
     plan = plan_cpus(d.actor_threads, d.num_threads, d.pin_cpus)
     affinity, threads = usable_cpus(), torch.get_num_threads()

@@ -1,42 +1,97 @@
-"""Videos and plots of evaluation trials (OpenCV mp4v; matplotlib with the Agg backend)."""
+"""Videos and plots of evaluation trials: H.264 MP4 through PyAV (what browsers, GitHub and common
+players play), animated GIFs for TensorBoard, matplotlib figures with the Agg backend."""
 
 from __future__ import annotations
 
+import io
 import logging
 from collections.abc import Sequence
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 
+from meld_core.files import atomic_write_bytes, temp_sibling
+
 logger = logging.getLogger(__name__)
+
+VIDEO_CODEC = "libx264"  # H.264; with yuv420p and even frame sizes every browser plays it
 
 
 class VideoError(RuntimeError):
     """A video could not be written."""
 
 
-def write_mp4(path: Path, frames: Sequence[np.ndarray], fps: float) -> Path:
-    """Write uint8 RGB frames (all the same shape) to an MP4 (codec mp4v: H.264 is not bundled)."""
-    import cv2
+def _even_rgb(frame: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """`frame` as contiguous uint8 RGB, padded (edge pixels) to the even `shape` yuv420p needs."""
+    frame = np.ascontiguousarray(frame, dtype=np.uint8)
+    h, w = frame.shape[:2]
+    if (h, w) != shape:
+        frame = np.pad(frame, ((0, shape[0] - h), (0, shape[1] - w), (0, 0)), mode="edge")
+    return frame
 
+
+def write_mp4(path: Path, frames: Sequence[np.ndarray], fps: float) -> Path:
+    """Write uint8 RGB frames (all the same shape) as an H.264 MP4 (yuv420p, sides padded to even,
+    index at the front so it streams); atomic: a temporary file renamed over `path`."""
     if not frames:
         raise VideoError(f"no frames to write to {path}")
+    try:
+        import av
+    except ImportError as exc:
+        raise VideoError(f"PyAV is needed to write {path} ({exc}); install it: pip install 'av>=12,<19'"
+                         ) from None
     h, w = frames[0].shape[:2]
+    shape = (h + h % 2, w + w % 2)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), float(max(fps, 1.0)), (w, h))
-    if not writer.isOpened():
-        raise VideoError(f"OpenCV cannot open an mp4v writer for {path}; is opencv built with video I/O?")
+    tmp = temp_sibling(path)
     try:
-        for frame in frames:
-            if frame.shape[:2] != (h, w):
-                raise VideoError(f"frame of shape {frame.shape} in a {h}x{w} video {path}")
-            writer.write(cv2.cvtColor(np.ascontiguousarray(frame, dtype=np.uint8), cv2.COLOR_RGB2BGR))
-    finally:
-        writer.release()
+        with av.open(str(tmp), mode="w", format="mp4", options={"movflags": "+faststart"}) as container:
+            stream = container.add_stream(VIDEO_CODEC, rate=Fraction(max(fps, 1.0)).limit_denominator(1000))
+            stream.width, stream.height, stream.pix_fmt = shape[1], shape[0], "yuv420p"
+            for frame in frames:
+                if frame.shape[:2] != (h, w):
+                    raise VideoError(f"frame of shape {frame.shape} in a {h}x{w} video {path}")
+                image = av.VideoFrame.from_ndarray(_even_rgb(frame, shape), format="rgb24")
+                container.mux(stream.encode(image))
+            container.mux(stream.encode(None))
+    except VideoError:
+        tmp.unlink(missing_ok=True)
+        raise
+    except Exception as exc:  # FFmpeg errors (no libx264 in this PyAV build, disk full, ...)
+        tmp.unlink(missing_ok=True)
+        raise VideoError(f"could not encode {path} as H.264 with PyAV {av.__version__} "
+                         f"({type(exc).__name__}: {exc}); PyAV's wheels include {VIDEO_CODEC}, a build from "
+                         "source needs an FFmpeg that has it") from None
     tmp.replace(path)
     return path
+
+
+def encode_gif(frames: Sequence[np.ndarray], fps: float, max_side: int = 256) -> tuple[bytes, int, int]:
+    """Animated GIF of uint8 RGB frames, shrunk so that no side exceeds `max_side`, and its height and
+    width (TensorBoard's image dashboard plays GIFs; its own video summaries need moviepy)."""
+    from PIL import Image
+
+    if not frames:
+        raise VideoError("no frames for a GIF")
+    h, w = frames[0].shape[:2]
+    scale = min(1.0, max_side / max(h, w))
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    images = [Image.fromarray(np.ascontiguousarray(f, dtype=np.uint8)).resize(size, Image.Resampling.BILINEAR)
+              for f in frames]
+    buf = io.BytesIO()
+    images[0].save(buf, format="GIF", save_all=True, append_images=images[1:], loop=0,
+                   duration=round(1000 / max(fps, 1e-3)))
+    return buf.getvalue(), size[1], size[0]
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    """A PNG (or any image PIL reads) as an (H, W, 3) uint8 array."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        return np.asarray(image.convert("RGB"))
 
 
 def annotate(frame: np.ndarray, text: str) -> np.ndarray:
@@ -72,11 +127,13 @@ def plot_reward_prediction(path: Path, pred_mean: np.ndarray, pred_std: np.ndarr
     ax.set_title(title, fontsize=8)
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    buf = io.BytesIO()
+    try:
+        fig.savefig(buf, format="png", dpi=100)
+    finally:
+        plt.close(fig)
+    atomic_write_bytes(Path(path), buf.getvalue())
+    return Path(path)
 
 
 def trailing_mean(y: Sequence[float], window: int) -> np.ndarray:

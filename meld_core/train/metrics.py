@@ -1,8 +1,10 @@
-"""Scalars to TensorBoard and to a CSV file, side by side.
+"""Scalars to TensorBoard and to a CSV file, side by side; images, videos, text and hparams to
+TensorBoard.
 
-The CSV is in long format (one row per value: wall time, global step, env steps, tag, value), so
-that new tags can appear mid-run and a resumed run simply appends. Both writers are flushed after
-every call: a killed run loses nothing that was logged.
+The x-axis of every TensorBoard curve is env steps (unless a caller gives another step, as model
+pre-training does with its own steps). The CSV is in long format (one row per value: wall time,
+global step, env steps, tag, value), so that new tags can appear mid-run and a resumed run simply
+appends. Both writers are flushed after every call: a killed run loses nothing that was logged.
 """
 
 from __future__ import annotations
@@ -11,8 +13,11 @@ import csv
 import logging
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 logger = logging.getLogger(__name__)
 
@@ -20,7 +25,8 @@ CSV_HEADER = ("wall_time", "global_step", "env_steps", "tag", "value")
 
 
 class MetricsLogger:
-    """`log(prefix, values, global_step, env_steps)` -> TensorBoard `prefix/name` and a CSV row each."""
+    """`log(prefix, values, global_step, env_steps)` -> TensorBoard `prefix/name` and a CSV row each;
+    `image`, `video`, `text` and `hparams` -> TensorBoard only (no-ops without it)."""
 
     def __init__(self, csv_path: Path, tb_dir: Path | None = None) -> None:
         self.csv_path = Path(csv_path)
@@ -52,7 +58,9 @@ class MetricsLogger:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def log(self, prefix: str, values: Mapping[str, float], global_step: int, env_steps: int) -> None:
+    def log(self, prefix: str, values: Mapping[str, float], global_step: int, env_steps: int, *,
+            step: int | None = None) -> None:
+        """CSV rows at (global step, env steps); TensorBoard points at `step` (default: env steps)."""
         if self._csv is None:
             raise RuntimeError("MetricsLogger.log() before open()")
         now = time.time()
@@ -65,10 +73,47 @@ class MetricsLogger:
             text = repr(v) if math.isfinite(v) else str(v)
             self._csv.writerow((f"{now:.3f}", global_step, env_steps, tag, text))
             if self._tb is not None:
-                self._tb.add_scalar(tag, v, global_step=global_step, walltime=now)
+                self._tb.add_scalar(tag, v, global_step=env_steps if step is None else step, walltime=now)
         self._csv_file.flush()
         if self._tb is not None:
             self._tb.flush()
+
+    def image(self, tag: str, rgb: np.ndarray, step: int) -> None:
+        """An (H, W, 3) uint8 image."""
+        if self._tb is not None:
+            self._tb.add_image(tag, np.ascontiguousarray(rgb), global_step=step, dataformats="HWC")
+            self._tb.flush()
+
+    def video(self, tag: str, frames: Sequence[np.ndarray], fps: float, step: int) -> None:
+        """Frames as an animated GIF in TensorBoard's image dashboard (its video summaries need moviepy)."""
+        if self._tb is None:
+            return
+        from tensorboard.compat.proto.summary_pb2 import Summary
+
+        from meld_core.train.media import encode_gif
+
+        gif, height, width = encode_gif(frames, fps)
+        image = Summary.Image(height=height, width=width, colorspace=3, encoded_image_string=gif)
+        # SummaryWriter has no public call for a ready-made summary; add_hparams uses the same writer
+        self._tb._get_file_writer().add_summary(Summary(value=[Summary.Value(tag=tag, image=image)]), step)
+        self._tb.flush()
+
+    def text(self, tag: str, markdown: str, step: int) -> None:
+        if self._tb is not None:
+            self._tb.add_text(tag, markdown, global_step=step)
+            self._tb.flush()
+
+    def hparams(self, hparams: Mapping[str, Any], metric_tags: Sequence[str]) -> None:
+        """The run's settings for TensorBoard's HParams dashboard, next to the scalars `metric_tags`."""
+        if self._tb is None:
+            return
+        from torch.utils.tensorboard.summary import hparams as hparams_summary
+
+        plain = {k: v if isinstance(v, (bool, int, float, str)) else str(v) for k, v in hparams.items()}
+        writer = self._tb._get_file_writer()
+        for summary in hparams_summary(plain, {tag: 0.0 for tag in metric_tags}):
+            writer.add_summary(summary)
+        self._tb.flush()
 
     def close(self) -> None:
         if self._tb is not None:

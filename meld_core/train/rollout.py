@@ -17,14 +17,24 @@ import numpy as np
 
 from meld_core.algo.agent import Agent
 from meld_core.algo.replay import Episode
-from meld_core.envs.base import Observation, Task, TaskEnv
+from meld_core.envs.base import (
+    APPLIED_VELOCITY,
+    COMMANDED_VELOCITY,
+    JOINT_POSITIONS,
+    JOINT_VELOCITIES,
+    STAMP,
+    EnvSpec,
+    Observation,
+    Task,
+    TaskEnv,
+)
 
 
 @dataclass
 class RolloutEpisode:
     """An episode as it was run: the record the replay stores (`episode`: frames, actions, rewards,
-    successes, task, position in the trial) plus what only the live run has (the env's info per
-    frame, the reward decoder's predictions, rendered video frames)."""
+    successes, joint states, commands, stamps, task, position in the trial) plus what only the live
+    run has (the env's info per frame, the reward decoder's predictions, rendered video frames)."""
 
     episode: Episode  # the stored record (T+1 frames; frame 0 is the reset frame)
     infos: list[dict[str, Any]] = field(default_factory=list)  # env info of every frame (overview plots)
@@ -72,6 +82,39 @@ def posterior_reward(obs: Observation, reward_input: str) -> float:
     if reward_input == "sparse":
         return float(obs.sparse_reward)
     return 0.0
+
+
+def frame_records(infos: list[dict[str, Any]]) -> dict[str, np.ndarray | None]:
+    """The per-frame arrays of an `Episode` from the env's info of each of its T+1 frames.
+
+    State reported on every frame (stamp, joint positions and velocities) is copied as it is; the
+    commands reported by the T `step` frames move back one frame, to the frame whose action they
+    executed, and the last frame gets zeros (nothing runs after it). What is missing on any frame
+    that should report it is None: a partial record is not a record.
+    """
+    def every(key: str, frames: list[dict[str, Any]], dtype: type) -> np.ndarray | None:
+        if not frames or not all(key in info for info in frames):
+            return None
+        return np.asarray([info[key] for info in frames], dtype=dtype)
+
+    out = {"stamps": every(STAMP, infos, np.float64),
+           "joint_positions": every(JOINT_POSITIONS, infos, np.float32),
+           "joint_velocities": every(JOINT_VELOCITIES, infos, np.float32)}
+    for key, name in ((COMMANDED_VELOCITY, "commanded_velocities"), (APPLIED_VELOCITY, "applied_velocities")):
+        steps = every(key, infos[1:], np.float32)
+        out[name] = None if steps is None else np.concatenate([steps, np.zeros_like(steps[:1])])
+    return out
+
+
+def episode_meta(spec: EnvSpec, task: Task, position: int, agent: Agent | None,
+                 deterministic: bool) -> dict[str, Any]:
+    """What an episode record says about itself: its task and place in the trial, how its frames are
+    laid out (cameras, joints, rate) and which policy acted (the trainer adds the run and counters)."""
+    return {"position_in_trial": position, "task": dict(task.params), "split": task.split, "env": spec.name,
+            "cameras": list(spec.cameras), "joint_names": list(spec.joint_names),
+            "control_hz": float(spec.control_hz),
+            "policy": {"kind": "random"} if agent is None else {"kind": "agent",
+                                                                "deterministic": bool(deterministic)}}
 
 
 def run_trial(
@@ -143,7 +186,8 @@ def run_trial(
                     on_step()
         record = Episode(images=images, actions=actions, dense_rewards=dense, sparse_rewards=sparse,
                          successes=success, task_index=task.index,
-                         meta={"position_in_trial": position, "task": dict(task.params)})
+                         meta=episode_meta(spec, task, position, agent, deterministic),
+                         **frame_records(infos))
         episode = RolloutEpisode(record, infos=infos, pred_mean=pred_mean, pred_std=pred_std, video=video)
         trial.episodes.append(episode)
         if on_episode is not None:

@@ -1,5 +1,6 @@
-"""launch_testing for sim.launch.py: the nodes come up, images, joint states and commands flow, and
-one training iteration completes. Needs ROS 2 and the package built in an overlay:
+"""launch_testing for sim.launch.py: the nodes come up in the `sim` namespace, images, joint states,
+commands and arm_node's heartbeat flow, and one training iteration completes. Needs ROS 2 and the
+package built in an overlay:
 
     source /opt/ros/<distro>/setup.bash && source install/setup.bash   # the colcon overlay
     launch_test tests/launch/test_sim_launch.py
@@ -27,6 +28,7 @@ pytest.importorskip("meld_core.envs.widowx_insertion")
 import launch_testing  # noqa: E402
 import launch_testing.actions  # noqa: E402
 import launch_testing.asserts  # noqa: E402
+from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 from interbotix_xs_msgs.msg import JointGroupCommand  # noqa: E402
 from launch.actions import IncludeLaunchDescription  # noqa: E402
 from launch.launch_description_sources import PythonLaunchDescriptionSource  # noqa: E402
@@ -90,43 +92,54 @@ class TestSimGraph(unittest.TestCase):
         # Images are best-effort (sensor-data QoS): a default (reliable) subscriber would never match.
         got = self._collect(
             [
-                ("/meld/scene/image_raw", Image, qos_profile_sensor_data),
-                ("/meld/wrist/image_raw", Image, qos_profile_sensor_data),
-                ("/wx200/joint_states", JointState, 10),
+                ("/sim/meld/scene/image_raw", Image, qos_profile_sensor_data),
+                ("/sim/meld/wrist/image_raw", Image, qos_profile_sensor_data),
+                ("/sim/wx200/joint_states", JointState, 10),
             ],
             timeout_s=90.0,
         )
         for topic, messages in got.items():
             self.assertTrue(messages, f"nothing received on {topic}")
-        image = got["/meld/scene/image_raw"][-1]
+        image = got["/sim/meld/scene/image_raw"][-1]
         self.assertEqual(image.encoding, "rgb8")
         self.assertEqual(image.header.frame_id, "scene_camera_optical_frame")
         self.assertGreater(image.header.stamp.sec, 0)
         self.assertEqual(len(image.data), image.height * image.step)
-        joints = got["/wx200/joint_states"][-1]
+        joints = got["/sim/wx200/joint_states"][-1]
         self.assertEqual(list(joints.name)[:5], ["waist", "shoulder", "elbow", "wrist_angle", "wrist_rotate"])
 
     def test_2_commands_flow_through_the_arm_node(self):
         got = self._collect(
             [
-                ("/meld/arm/velocity_command", JointState, 10),
-                ("/wx200/commands/joint_group", JointGroupCommand, 10),
+                ("/sim/meld/arm/velocity_command", JointState, 10),
+                ("/sim/wx200/commands/joint_group", JointGroupCommand, 10),
+                ("/sim/meld/arm/heartbeat", JointState, 10),
             ],
             timeout_s=180.0,
         )
         for topic, messages in got.items():
             self.assertTrue(messages, f"nothing received on {topic}")
-        self.assertEqual(got["/wx200/commands/joint_group"][-1].name, "arm")
-        self.assertEqual(len(got["/wx200/commands/joint_group"][-1].cmd), 5)
+        self.assertEqual(got["/sim/wx200/commands/joint_group"][-1].name, "arm")
+        self.assertEqual(len(got["/sim/wx200/commands/joint_group"][-1].cmd), 5)
+        # arm_node accepted the agent's commands (its bridge counts them on diagnostics)
+        accepted = 0
+        deadline = time.monotonic() + 120.0
+        while accepted == 0 and time.monotonic() < deadline:
+            got = self._collect([("/sim/diagnostics", DiagnosticArray, 10)], timeout_s=5.0)
+            for msg in got["/sim/diagnostics"]:
+                for status in msg.status:
+                    if status.name.endswith("arm bridge"):
+                        accepted = max(accepted, int({v.key: v.value for v in status.values}["commands"]))
+        self.assertGreater(accepted, 0, "arm_node accepted no command from the agent")
 
     def test_3_one_training_iteration_completes(self):
-        # The agent publishes its trainer's counters on /meld/agent/progress (JSON) every second.
+        # The agent publishes its trainer's counters on meld/agent/progress (JSON) every second.
         progress = {}
 
         def on_progress(msg):
             progress.update(json.loads(msg.data))
 
-        sub = self.node.create_subscription(String, "/meld/agent/progress", on_progress, 10)
+        sub = self.node.create_subscription(String, "/sim/meld/agent/progress", on_progress, 10)
         deadline = time.monotonic() + ITERATION_TIMEOUT_S
         while time.monotonic() < deadline and progress.get("result") not in ("done", "failed"):
             rclpy.spin_once(self.node, timeout_sec=0.2)
