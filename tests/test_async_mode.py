@@ -121,3 +121,30 @@ def test_kill_9_of_the_actor_in_an_episode_then_resume(tmp_path):
     wait_unlocked(run / ".lock_learner", 60)  # the learner stops when its actor dies (and checkpoints)
     run_async(cfg, run, resume=True, progress_bars=False)
     assert_complete(run, cfg)  # the running episode was lost, never half-written: ids stay contiguous
+
+
+def test_a_silent_peer_is_lost_after_the_timeout_and_not_before(tmp_path):
+    import types
+
+    from meld_core.train.async_mode import _AsyncRole
+
+    class Role(_AsyncRole):
+        PEER = "learner"
+
+        def __init__(self, progress, timeout_s):
+            self.config = types.SimpleNamespace(train=types.SimpleNamespace(async_timeout_s=timeout_s))
+            self._started_wall = time.time() - 100  # this process started 100 s ago
+            self.progress = progress
+
+        def _peer_exited(self):
+            return None
+
+        def _peer_progress_path(self):
+            return self.progress
+
+    progress = tmp_path / "progress.json"
+    assert Role(progress, 50)._peer_problem().startswith("the learner has shown no sign of life for 100 s")
+    assert Role(progress, 150)._peer_problem() is None  # never wrote: counted from our start
+    progress.write_text("{}")
+    os.utime(progress, (time.time() - 80, time.time() - 80))
+    assert "80 s" in Role(progress, 60)._peer_problem() and Role(progress, 90)._peer_problem() is None

@@ -9,13 +9,7 @@ from meld_core.algo.conv import GEMM_WEIGHT_GRAD_MAX_POSITIONS, Conv2d, ConvTran
 from meld_core.algo.model import LatentModel
 from meld_core.testing.core_fakes import tiny_model_config
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # (layer, input (C, H, W)): stride-2 with many and with few positions, full-kernel, 1x1 input.

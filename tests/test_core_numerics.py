@@ -35,6 +35,8 @@ CASES = {
     "square_gru": dict(image_shape=(32, 32, 3), z2_transition="gru"),
 }
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 def case_agent(name: str) -> MeldAgent:
     model = ModelConfig(latent1_size=8, latent2_size=4, base_depth=4, hidden_size=32, reward_tile=4,
@@ -77,14 +79,6 @@ def state_shapes(agent: MeldAgent) -> dict[str, dict[str, list[int]]]:
 
 def reference_agent() -> MeldAgent:
     return MeldAgent(ModelConfig(), SACConfig(), 7, DeviceConfig(device="cpu", cpu_bf16=False))
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 @pytest.mark.parametrize("name", sorted(CASES))

@@ -89,6 +89,65 @@ class PeerLostError(RuntimeError):
     """The other async process died or showed no sign of life for `async_timeout_s`."""
 
 
+class _AsyncRole:
+    """What both async processes do while they wait for each other: poll the run directory, keep
+    their own progress file fresh (the other's sign of life), watch the other's."""
+
+    _waited_s = 0.0
+    _last_beat = 0.0
+
+    def heartbeat(self) -> None:
+        now = time.monotonic()
+        if now - self._last_beat >= HEARTBEAT_S:
+            self._last_beat = now
+            self.write_progress()
+
+    def _wait(self, ready: Callable[[], bool], what: str) -> bool:
+        """Poll until `ready()`; False when a stop was requested (or the other process is gone)."""
+        if ready():
+            return True
+        status, self._status = self._status, f"waiting for {what}"
+        start = time.monotonic()
+        try:
+            while not self.stop_requested:
+                if ready():
+                    return True
+                problem = self._peer_problem()
+                if problem:
+                    self._peer_lost(problem)
+                    break
+                self.heartbeat()
+                time.sleep(POLL_S)
+            return False
+        finally:
+            self._waited_s += time.monotonic() - start
+            self._status = status
+
+    def _peer_problem(self) -> str | None:
+        """Why the other process cannot be waited for any longer (None while it is alive)."""
+        exited = self._peer_exited()
+        if exited:
+            return exited
+        path = self._peer_progress_path()
+        beat = path.stat().st_mtime if path.is_file() else self._started_wall
+        silent = time.time() - max(beat, self._started_wall)  # since its last sign of life, or our start
+        if silent > self.config.train.async_timeout_s:
+            return (f"the {self.PEER} has shown no sign of life for {silent:.0f} s "
+                    f"(TrainConfig.async_timeout_s; its progress file: {path}); is it running?")
+        return None
+
+    PEER = ""  # the other role
+
+    def _peer_exited(self) -> str | None:
+        raise NotImplementedError
+
+    def _peer_progress_path(self) -> Path:
+        raise NotImplementedError
+
+    def _peer_lost(self, problem: str) -> None:
+        raise NotImplementedError
+
+
 # ------------------------------------------------------------------------------------------------
 # the learner
 # ------------------------------------------------------------------------------------------------
@@ -120,7 +179,7 @@ class PublishHook(TrainerHooks):
         self._since = 0
 
 
-class Learner(Trainer):
+class Learner(_AsyncRole, Trainer):
     """The async learner: pre-training and the gradient steps of every collected iteration."""
 
     ROLE = "learner"
@@ -135,8 +194,6 @@ class Learner(Trainer):
         self.parent_pid = parent_pid
         self.peer_lost: str | None = None
         self._started_wall = time.time()
-        self._last_beat = 0.0
-        self._waited_s = 0.0
 
     def _default_hooks(self) -> list[TrainerHooks]:
         self._publisher = PublishHook()
@@ -195,48 +252,23 @@ class Learner(Trainer):
         self._publisher.published()
         logger.debug("published weights (iteration %d, %d gradient steps)", c.iteration, version)
 
-    def heartbeat(self) -> None:
-        now = time.monotonic()
-        if now - self._last_beat >= HEARTBEAT_S:
-            self._last_beat = now
-            self.write_progress()
-
     def progress(self) -> dict[str, Any]:
         return {**super().progress(), "role": "learner", "waited_for_actor_s": round(self._waited_s, 1)}
 
-    def _wait(self, ready: Callable[[], bool], what: str) -> bool:
-        """Poll until `ready()`; False when a stop was requested or the actor is gone (then stop)."""
-        if ready():
-            return True
-        status, self._status = self._status, f"waiting for {what}"
-        start = time.monotonic()
-        try:
-            while not self.stop_requested:
-                if ready():
-                    return True
-                problem = self._actor_problem()
-                if problem:
-                    self.peer_lost = problem
-                    logger.error("%s; stopping the learner (it checkpoints; resume the run to continue)",
-                                 problem)
-                    self.request_stop()
-                    break
-                self.heartbeat()
-                time.sleep(POLL_S)
-            return False
-        finally:
-            self._waited_s += time.monotonic() - start
-            self._status = status
+    def _peer_lost(self, problem: str) -> None:
+        self.peer_lost = problem
+        logger.error("%s; stopping the learner (it checkpoints; resume the run to continue)", problem)
+        self.request_stop()
 
-    def _actor_problem(self) -> str | None:
+    PEER = "actor"
+
+    def _peer_exited(self) -> str | None:
         if self.parent_pid is not None and os.getppid() != self.parent_pid:
             return f"the actor (pid {self.parent_pid}) exited"
-        path = self.run_dir.actor_progress_path
-        age = _silence_s(path, self._started_wall)
-        if age > self.config.train.async_timeout_s:
-            return (f"the actor has shown no sign of life for {age:.0f} s (TrainConfig.async_timeout_s); is "
-                    f"it running? (its progress file: {path})")
         return None
+
+    def _peer_progress_path(self) -> Path:
+        return self.run_dir.actor_progress_path
 
 
 # ------------------------------------------------------------------------------------------------
@@ -254,7 +286,7 @@ class _SyncBeforeEvaluation(TrainerHooks):
             trainer.sync_policy(trainer.config.train.num_iterations)
 
 
-class Actor(Trainer):
+class Actor(_AsyncRole, Trainer):
     """The async actor: warm-up, collection with the newest published weights, evaluation."""
 
     ROLE = "actor"
@@ -271,8 +303,6 @@ class Actor(Trainer):
         self.policy_version = -1
         self.policy_counters: dict[str, Any] = {}
         self._started_wall = time.time()
-        self._waited_s = 0.0
-        self._last_beat = 0.0
 
     def _default_hooks(self) -> list[TrainerHooks]:
         console = [ConsoleProgress()] if self.progress_bars else []
@@ -376,47 +406,21 @@ class Actor(Trainer):
     # -- liveness -------------------------------------------------------------------------------
     def _env_step(self) -> None:
         super()._env_step()
-        now = time.monotonic()
-        if now - self._last_beat >= HEARTBEAT_S:
-            self._last_beat = now
-            self.write_progress()
+        self.heartbeat()
 
-    def _wait(self, ready: Callable[[], bool], what: str) -> bool:
-        """Poll until `ready()`; False on a stop request; PeerLostError when the learner is gone."""
-        if ready():
-            return True
-        status, self._status = self._status, f"waiting for {what}"
-        start = time.monotonic()
-        try:
-            while not self.stop_requested:
-                if ready():
-                    return True
-                self._check_learner()
-                now = time.monotonic()
-                if now - self._last_beat >= HEARTBEAT_S:
-                    self._last_beat = now
-                    self.write_progress()
-                time.sleep(POLL_S)
-            return False
-        finally:
-            self._waited_s += time.monotonic() - start
-            self._status = status
+    PEER = "learner"
 
-    def _check_learner(self) -> None:
+    def _peer_exited(self) -> str | None:
         if self.learner is not None and self.learner.returncode() is not None:
-            raise PeerLostError(f"the learner process exited ({self.learner.describe_exit()}); the episodes "
-                                "on disk are kept: resume the run (--resume) to continue")
-        path = self.run_dir.progress_path
-        age = _silence_s(path, self._started_wall)
-        if age > self.config.train.async_timeout_s:
-            raise PeerLostError(f"the learner has shown no sign of life for {age:.0f} s "
-                                f"(TrainConfig.async_timeout_s; its progress file: {path}); is it running?")
+            return f"the learner process exited ({self.learner.describe_exit()})"
+        return None
 
+    def _peer_progress_path(self) -> Path:
+        return self.run_dir.progress_path
 
-def _silence_s(progress_file: Path, since: float) -> float:
-    """Seconds since the other process last wrote its progress file, or since `since` (wall time)."""
-    beat = progress_file.stat().st_mtime if progress_file.is_file() else since
-    return time.time() - max(beat, since)
+    def _peer_lost(self, problem: str) -> None:
+        raise PeerLostError(f"{problem}; the episodes on disk are kept: resume the run (--resume) to "
+                            "continue")
 
 
 def _reading_replay(cfg: Any, num_tasks: int, root: Path, offline: ReplayStore | None = None) -> ReplayStore:
