@@ -94,12 +94,13 @@ def test_async_roles_lock_apart_and_clean_up_only_their_own_temp_files(tmp_path)
     learner_tmp = rd.checkpoints_dir / ".ckpt_000000000010.pt.c3d4.tmp"
     progress_tmp = rd.root / ".progress.json.e5f6.tmp"  # the learner's, at the top of the run
     config_tmp = rd.root / ".config.yaml.g7h8.tmp"  # the actor's
+    best_tmp = rd.checkpoints_dir / ".best.pt.i9j0.tmp"  # the actor's (validation runs where the env is)
     actor_tmp.parent.mkdir(parents=True)
-    for path in (actor_tmp, learner_tmp, progress_tmp, config_tmp):
+    for path in (actor_tmp, learner_tmp, progress_tmp, config_tmp, best_tmp):
         path.write_bytes(b"half")
     with rd.lock("async actor", ("actor",)):
         # the learner may be writing its own files right now: the actor leaves them alone
-        assert not actor_tmp.exists() and not config_tmp.exists()
+        assert not actor_tmp.exists() and not config_tmp.exists() and not best_tmp.exists()
         assert learner_tmp.exists() and progress_tmp.exists()
         with rd.lock("async learner", ("learner",)):
             assert not learner_tmp.exists() and not progress_tmp.exists()

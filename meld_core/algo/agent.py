@@ -326,6 +326,7 @@ class MeldAgent:
     def update_model(self, batch: TrialBatch | TorchTrialBatch) -> dict[str, float]:
         """One gradient step on the negative ELBO of `batch`; returns the model metrics."""
         tb = self._to_torch(batch)
+        self._graph_step()
         loss, metrics = self.model.elbo(tb.images, tb.actions, tb.dense, tb.sparse)
         self.model_opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -336,6 +337,12 @@ class MeldAgent:
         self.model_updates += 1
         self._weights_version += 1
         return _to_floats(metrics)
+
+    def _graph_step(self) -> None:
+        """A compiled filter replayed as CUDA graphs: a new gradient step starts (the outputs of the last
+        replays are no longer read), as torch.compile's "reduce-overhead" mode asks to be told."""
+        if self.device_cfg.compile and self.device.type == "cuda":
+            torch.compiler.cudagraph_mark_step_begin()
 
     def ac_transitions(self, tb: TorchTrialBatch) -> Transitions:
         """Beliefs of the trial pool (no gradient) and `batch_size` valid transitions drawn from it."""
@@ -360,6 +367,7 @@ class MeldAgent:
 
     def update_actor_critic(self, batch: TrialBatch | TorchTrialBatch) -> dict[str, float]:
         """One SAC step on transitions drawn from `batch` (a trial pool); the model is untouched."""
+        self._graph_step()
         transitions = self.ac_transitions(self._to_torch(batch))
         metrics = self.sac.update(transitions)
         self.ac_updates += 1

@@ -198,12 +198,19 @@ class RunLock:
 
 ROLES = ("actor", "learner")  # the two writers of a run: one process in alternate mode, two in async mode
 ROLE_LOCKS = {"actor": "lock", "learner": "lock_learner"}
-_LEARNER_FILES = ("progress.json",)  # files at the top of the run that async mode's learner writes
 
 
-def _writer(temp_file: Path) -> str:
-    """The role whose atomic write left `temp_file` (".<name>.<random>.tmp") at the top of a run."""
-    return "learner" if temp_file.name.startswith(tuple(f".{n}." for n in _LEARNER_FILES)) else "actor"
+def _writer(temp_file: Path, root: Path) -> str:
+    """The role whose atomic write left `temp_file` (".<name>.<random>.tmp") in the run at `root`: in
+    async mode the learner writes checkpoints/ (but the actor best.pt and best.json), published/ and
+    progress.json; the actor everything else."""
+    parts = temp_file.relative_to(root).parts
+    folder, name = (parts[0] if len(parts) > 1 else ""), temp_file.name
+    if folder == "published" or (folder == "" and name.startswith(".progress.json.")):
+        return "learner"
+    if folder == "checkpoints":
+        return "actor" if name.startswith((".best.pt.", ".best.json.")) else "learner"
+    return "actor"
 
 
 class RunDir:
@@ -305,12 +312,8 @@ class RunDir:
     def remove_stale_temp_files(self, roles: tuple[str, ...] = ROLES) -> int:
         """Delete what killed atomic writes of `roles` left (`meld_core.files`); only while holding their
         locks (in async mode the other role's process may be writing its own files right now)."""
-        folders = {"actor": (self.eval_dir, self.episodes_dir),
-                   "learner": (self.checkpoints_dir, self.published_dir)}
-        removed = remove_stale_temp_files(self.root, keep=lambda p: _writer(p) not in roles)
-        for role in roles:
-            for folder in folders[role]:
-                removed += remove_stale_temp_files(folder, recursive=True)
+        removed = remove_stale_temp_files(self.root, recursive=True,
+                                          keep=lambda path: _writer(path, self.root) not in roles)
         if removed:
             logger.warning("removed %d temporary file(s) of interrupted writes in %s (e.g. %s)", len(removed),
                            self.root, removed[0].relative_to(self.root))
