@@ -24,7 +24,8 @@ trials from the pool with replacement. With an offline store attached (stage 2 o
 procedure) every episode slot is replaced, with probability `offline_ratio`, by an offline episode
 of the same task cut to the online length. Deliberate difference: the reference samples *all* tasks
 when offline data is loaded; here task selection stays uniform with replacement. Relabelling offline
-rewards is the caller's job (episodes are used with the rewards they were stored with). """
+rewards is the caller's job (episodes are used with the rewards they were stored with).
+"""
 
 from __future__ import annotations
 
