@@ -1,7 +1,7 @@
 """Control-loop latency: p50/p99 wall time of one `MeldAgent.act()` (filter step + policy), batch 1.
 
-    PYTHONPATH=. python bench/control_latency.py                  # reference model, 128x64 images, CPU
-    PYTHONPATH=. python bench/control_latency.py --size small --calls 500
+    python bench/control_latency.py                  # reference model, 128x64 images, CPU
+    python bench/control_latency.py --size small --calls 500
 
 The 3.3 Hz control loop leaves 303 ms per tick for everything (cameras, safety, act). `act()` runs
 fp32 (bf16 autocast costs more than it saves at batch 1). `cpu_ms_per_call` (process CPU time)

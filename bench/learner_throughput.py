@@ -1,7 +1,7 @@
 """Learner throughput: model and actor-critic gradient steps per second at the reference batch sizes.
 
-    PYTHONPATH=. python bench/learner_throughput.py          # reference sizes, CPU (+CUDA if present)
-    PYTHONPATH=. python bench/learner_throughput.py --size small --steps 20
+    python bench/learner_throughput.py          # reference sizes, CPU (+CUDA if present)
+    python bench/learner_throughput.py --size small --steps 20
 
 Reference sizes: 128x64 images (two cameras), z1 64 / z2 32, base depth 64, model batch 12 trials x 41
 frames, actor-critic batch 512 transitions drawn from a pool of 20 trials x 41 frames (whose beliefs are
