@@ -1,8 +1,8 @@
 """Collection and training overlapped: env steps per wall-clock hour of a run preset in alternate and in
 async mode, with the same gradient steps per env step, in one invocation.
 
-    MUJOCO_GL=egl PYTHONPATH=. python bench/async_speed.py --preset widowx_insertion:small --iterations 12
-    MUJOCO_GL=egl PYTHONPATH=. python bench/async_speed.py --preset point_nav:small --iterations 20
+    MUJOCO_GL=egl python bench/async_speed.py --preset widowx_insertion:small --iterations 12
+    MUJOCO_GL=egl python bench/async_speed.py --preset point_nav:small --iterations 20
 
 Runs the preset as it is defined now (`meld_core.config.presets`) twice from scratch, in a fresh run
 directory each: `alternate` (Algorithm 1, one process, `--threads` torch threads) and `async` (actor and

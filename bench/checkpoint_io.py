@@ -1,8 +1,8 @@
 """Checkpoint cost: writing (torch.save, atomic write, read back to check the zip's CRCs) and loading
 (CRC check, then `torch.load(weights_only=True)`) one agent checkpoint, as the trainer does.
 
-    PYTHONPATH=. python bench/checkpoint_io.py                   # the reference network sizes
-    PYTHONPATH=. python bench/checkpoint_io.py --size small --repeats 5
+    python bench/checkpoint_io.py                   # the reference network sizes
+    python bench/checkpoint_io.py --size small --repeats 5
 
 Prints one JSON line: file size, and median seconds of save, of the CRC check alone, and of load.
 """

@@ -1,6 +1,6 @@
 """How well does train-task validation pick checkpoints? Score every stored checkpoint of a run.
 
-    PYTHONPATH=. python bench/checkpoint_scan.py --run-dir runs/bench_100_stage2/meld_two_stage \
+    python bench/checkpoint_scan.py --run-dir runs/bench_100_stage2/meld_two_stage \
         --out runs/scan.jsonl --plot runs/scan.png
 
 For every checkpoint file (oldest first; keep them all with `--train-set keep_checkpoints=100000` in

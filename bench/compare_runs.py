@@ -1,6 +1,6 @@
 """Learning curves of several runs in one plot: success of one episode of the trial vs env steps.
 
-    PYTHONPATH=. python bench/compare_runs.py --out curve.png --episode 2 --target 0.9 \
+    python bench/compare_runs.py --out curve.png --episode 2 --target 0.9 \
         runs/bench_100_stage2/meld_two_stage="100 goals, seed 2" runs/bench_baseline/baseline=baseline
 
 Each RUN is a run directory (its eval/history.jsonl, written by every periodic evaluation), optionally

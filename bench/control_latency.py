@@ -1,8 +1,8 @@
 """Control-loop latency: `MeldAgent.act()` (filter step + policy, batch 1), alone or beside a running learner.
 
-    PYTHONPATH=. python bench/control_latency.py                         # reference model, 128x64, CPU
-    PYTHONPATH=. python bench/control_latency.py --size small --calls 500 --act-bf16 off
-    MUJOCO_GL=egl PYTHONPATH=. python bench/control_latency.py --paced --with-learner --minutes 30
+    python bench/control_latency.py                         # reference model, 128x64, CPU
+    python bench/control_latency.py --size small --calls 500 --act-bf16 off
+    MUJOCO_GL=egl python bench/control_latency.py --paced --with-learner --minutes 30
 
 The 3.3 Hz control loop leaves 303 ms per tick for everything (cameras, safety, act). Default: `--calls`
 back-to-back act() calls on random images, trials of 41 frames with a belief reset at each trial start.

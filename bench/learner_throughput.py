@@ -1,11 +1,11 @@
 """Learner throughput against the device's limit: model and actor-critic steps per second, the FLOPs of each
 step (torch.utils.flop_counter), the measured matmul peak (fp32 and bf16, same run) and the fraction reached.
 
-    PYTHONPATH=. python bench/learner_throughput.py                       # reference sizes, CPU (+CUDA)
-    PYTHONPATH=. python bench/learner_throughput.py --size small --steps 20
-    PYTHONPATH=. python bench/learner_throughput.py --preset widowx_insertion:small --threads 1
-    PYTHONPATH=. python bench/learner_throughput.py --device cuda --compile    # the filter loop compiled
-    PYTHONPATH=. python bench/learner_throughput.py --baseline     # torch's layers, default allocator
+    python bench/learner_throughput.py                       # reference sizes, CPU (+CUDA)
+    python bench/learner_throughput.py --size small --steps 20
+    python bench/learner_throughput.py --preset widowx_insertion:small --threads 1
+    python bench/learner_throughput.py --device cuda --compile    # the filter loop compiled
+    python bench/learner_throughput.py --baseline     # torch's layers, default allocator
 
 Reference sizes: 128x64 images (two cameras), z1 64 / z2 32, base depth 64, model batch 12 trials x 41
 frames, actor-critic batch 512 transitions drawn from a pool of 20 trials x 41 frames (whose beliefs are

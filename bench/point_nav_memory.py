@@ -1,6 +1,6 @@
 """What does episode 2 do once episode 1 has found the goal? A probe of a point_nav run's memory.
 
-    PYTHONPATH=. python bench/point_nav_memory.py --run-dir runs/bench_stage2/meld_two_stage
+    python bench/point_nav_memory.py --run-dir runs/bench_stage2/meld_two_stage
 
 For goals every `--step` degrees along the semicircle (so train goals, held-out goals and goals in
 between), episode 1 is scripted: the robot waits at the start, then drives straight to the goal so

@@ -1,7 +1,7 @@
 """Safety filter cost: p50/p99 of `SafetyFilter.filter` per call, as the arm bridge runs it at 20 Hz.
 
-    PYTHONPATH=. python bench/safety_filter.py
-    PYTHONPATH=. python bench/safety_filter.py --calls 2000 --speed 0.4
+    python bench/safety_filter.py
+    python bench/safety_filter.py --calls 2000 --speed 0.4
 
 Commands are uniform in +-speed x each joint's velocity limit at random poses with the plug tip
 inside the workspace box, a third of them within 3 mm of a wall (where the workspace rule works

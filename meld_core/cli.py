@@ -32,7 +32,8 @@ EXIT_ABORTED = 130  # a second Ctrl-C
 
 # `meld train` flags that set one run-config field (also settable as --SECTION.FIELD)
 TRAIN_SHORTCUTS = {"iterations": "train.num_iterations", "seed": "train.seed",
-                   "threads": "device.num_threads", "device": "device.device", "mode": "train.mode"}
+                   "threads": "device.num_threads", "device": "device.device", "mode": "train.mode",
+                   "init_from": "init_from"}
 
 
 class CliError(Exception):
@@ -309,6 +310,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "(stage 2 of the sparse recipe; default dense, sparse with --offline-run)")
     p.add_argument("--offline-run", metavar="DIR",
                    help="stage-1 run directory whose episodes are offline data")
+    p.add_argument("--init-from", metavar="DIR", type=lambda d: str(Path(d).resolve()),
+                   help="start from this run's networks (its best checkpoint, else the newest; init_from), "
+                        "e.g. stage 2 from stage 1")
     p.add_argument("--config", metavar="FILE",
                    help="a whole run config YAML instead of --env/--preset (e.g. a run's config.yaml; the "
                         "file the ROS launch's run_config takes)")

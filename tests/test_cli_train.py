@@ -358,3 +358,17 @@ def test_ctrl_c_stops_with_status_3_and_says_how_to_resume(tmp_path):
     returncode, out, err = interrupt_training(tmp_path / "other", 2)
     assert returncode == cli.EXIT_ABORTED == 130, err[-3000:]
     assert err.strip().splitlines()[-1] == "meld: interrupted"
+
+
+def test_stage_two_from_the_command_line_starts_from_stage_one(tmp_path, capsys):
+    stage1, stage2 = tmp_path / "stage1", tmp_path / "stage2"
+    assert Result(capsys, "train", "--env", "point_nav", "--preset", "smoke", "--run-dir", str(stage1),
+                  "--iterations", "1").returncode == 0
+    result = Result(capsys, "train", "--env", "point_nav", "--preset", "smoke", "--offline-run", str(stage1),
+                    "--init-from", str(stage1), "--run-dir", str(stage2), "--iterations", "1")
+    assert result.returncode == 0, result.stderr[-2000:]
+    import yaml
+
+    stored = yaml.safe_load((stage2 / "config.yaml").read_text())
+    assert stored["init_from"] == stored["offline_run"] == str(stage1.resolve())
+    assert stored["model"]["reward_input"] == "sparse"

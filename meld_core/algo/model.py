@@ -1,6 +1,6 @@
 """MELD latent state model: image encoder/decoder, reward decoder, priors and posteriors, ELBO.
 
-Faithful to the reference (shared/reference/meld-reference-implementation.md, section 1):
+Faithful to the reference code (github.com/tonyzhaozh/meld, `meld/networks/meld_model_network.py`):
 
 - Two latents, z1 (64) and z2 (32), diagonal Gaussians with std = softplus(raw) + 1e-5; every
   conditional is a 2x(8*bd) leaky-ReLU MLP with a linear output of size 2*latent.

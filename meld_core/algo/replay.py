@@ -16,15 +16,15 @@ safety filter (`FRAME_ARRAYS`; each None when the environment does not report it
 names, the control rate and, from the trainer, the run and the policy that acted. Files written
 before these existed load with them None and `meta` without those keys.
 
-Batches (reference section 3.2): a *pool* of `num_tasks_per_train * trials_per_task` trials, tasks
-drawn uniformly with replacement among tasks that have data, each trial `episodes_per_trial` random
-episodes of its task (drawn with replacement) laid end to end. The actor-critic batch uses the whole
-pool; the model batch draws `model_batch_frames // trial_length` trials from the pool with
-replacement. With an offline store attached (stage 2 of the sparse procedure) every episode slot is
-replaced, with probability `offline_ratio`, by an offline episode of the same task cut to the online
-length. Deliberate difference: the reference samples *all* tasks when offline data is loaded; here
-task selection stays uniform with replacement. Relabelling offline rewards is the caller's job
-(episodes are used with the rewards they were stored with).
+Batches (as the reference's `run_meld.py` forms them): a *pool* of `num_tasks_per_train *
+trials_per_task` trials, tasks drawn uniformly with replacement among tasks that have data, each
+trial `episodes_per_trial` random episodes of its task (drawn with replacement) laid end to end. The
+actor-critic batch uses the whole pool; the model batch draws `model_batch_frames // trial_length`
+trials from the pool with replacement. With an offline store attached (stage 2 of the sparse
+procedure) every episode slot is replaced, with probability `offline_ratio`, by an offline episode
+of the same task cut to the online length. Deliberate difference: the reference samples *all* tasks
+when offline data is loaded; here task selection stays uniform with replacement. Relabelling offline
+rewards is the caller's job (episodes are used with the rewards they were stored with).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Soft actor-critic on the MELD belief [z1 mean, z1 std, z2 mean, z2 std].
 
-Reference behaviour (section 2 of the reference note; network details from SLAC):
+Reference behaviour (the reference's `meld_agent.py`; network details from SLAC):
 
 - Actor: ReLU MLP -> mean and log-std (clipped to [-20, 2]) -> Gaussian squashed by tanh into
   [-1, 1]. Critics: twin ReLU MLPs on [belief, action] -> scalar, each with a target copy updated

@@ -1,7 +1,7 @@
 """Configuration dataclasses: one frozen dataclass per component, documented field by field.
 
 Defaults are the runnable settings of the MELD reference code (the `2_*` experiment files; see
-`shared/reference/meld-reference-implementation.md`). Every dataclass round-trips through YAML:
+github.com/tonyzhaozh/meld, `meld/configs/`). Every dataclass round-trips through YAML:
 `dataclasses.asdict(cfg)` gives plain data and `config_from_dict(cls, d)` rebuilds it (nested
 dataclasses and tuples included), rejecting unknown keys and values of the wrong type with the
 field's name. `RunConfig.with_overrides` sets dotted keys (`sac.batch_size`) the same way: that is
@@ -138,7 +138,7 @@ class SACConfig:
 
     Deliberate difference: `target_init_copy=True` copies the critics into their targets at start;
     the reference never does (its targets start from their own random init and Polyak towards the
-    critics, section 7.10); set False to reproduce that.
+    critics); set False to reproduce that.
     """
 
     actor_hidden: tuple[int, ...] = (512, 512)  # actor MLP (ReLU); reference: 512x2 peg/buttons, 256x2 others
@@ -156,7 +156,7 @@ class SACConfig:
     reward_scale: float = 1.0  # multiplies the TD reward
     td_loss_weight: float = 0.5  # critic loss = weight * MSE, summed over both critics
     batch_size: int = 512  # transitions per AC step (ac_bs_in_steps), drawn with replacement
-    td_reward: str = "current"  # TD reward of i->i+1: "current" = frame i's (reference 7.1), "next" = i+1's
+    td_reward: str = "current"  # TD reward of i->i+1: "current" = frame i's (the reference), "next" = i+1's
     target_init_copy: bool = True  # copy critics into targets at start (reference: False, see docstring)
     # True: TD targets also cross the episode resets inside a trial (last frame -> next reset frame),
     # so the trial is one return and exploring in episode 1 is credited with what it earns in
@@ -196,7 +196,7 @@ class SACConfig:
 
 @dataclass(frozen=True)
 class ReplayConfig:
-    """Per-task episodic replay and how trial batches are formed (reference section 3.2)."""
+    """Per-task episodic replay and how trial batches are formed (as the reference's run_meld.py)."""
 
     capacity_episodes_per_task: int = 10000  # newest episodes kept in memory per task (reference: 10 000)
     num_tasks_per_train: int = 20  # tasks drawn (uniformly, with replacement) per gradient step
@@ -419,7 +419,7 @@ TRAIN_MODES = ("alternate", "async")
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """The meta-training schedule (reference section 3.1) and the run's side work.
+    """The meta-training schedule (the reference's run_meld.py) and the run's side work.
 
     Iteration = collect one trial on a sampled train task, then int(env steps just collected x
     ratio) model and actor-critic gradient steps. Defaults are the reference's 2-episode sparse

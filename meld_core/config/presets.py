@@ -4,15 +4,15 @@
 
 `preset_config(env, preset, stage)` returns a complete `RunConfig`; it is written to
 `run_dir/config.yaml` and is all a resumed run needs. "paper" uses the reference's numbers for the
-two-episode sparse buttons experiment (section 3.3 of the reference notes: T=30, E=2, 15/12 tasks,
-init 5 trials/task, model/AC ratios 0.8/0.5, model batch 512 frames, AC batch 512, eval every 100
-iterations over 10 trials) with the reference network sizes (z1=64, z2=32, base depth 64,
-actor/critic 512x2); it needs a GPU to be practical.
+two-episode sparse buttons experiment (the reference's `2_sawyerButtons_2episodes_sparse.gin`: T=30,
+E=2, 15/12 tasks, init 5 trials/task, model/AC ratios 0.8/0.5, model batch 512 frames, AC batch 512,
+eval every 100 iterations over 10 trials) with the reference network sizes (z1=64, z2=32, base depth
+64, actor/critic 512x2); it needs a GPU to be practical.
 
 Every preset validates on train tasks at each evaluation (`TrainConfig.validation_trials`) and keeps
 the best checkpoint; on the robot (widowx paper) that is 10 more trials per 100 iterations.
 
-Stages (the sparse two-stage recipe, reference section 4): "dense" -- the posterior sees the dense
+Stages (the sparse two-stage recipe, the paper's appendix C): "dense" -- the posterior sees the dense
 reward; "sparse" -- the posterior sees only the sparse reward, while the reward decoder and the
 critic use the dense one, optionally with a stage-1 run's episodes as offline data. A builder may
 tune more per stage (point_nav's small preset gives the sparse stage's critic the trial's return).

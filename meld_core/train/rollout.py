@@ -1,7 +1,7 @@
 """Running one trial: E episodes on one task with the belief carried across the episode resets.
 
 Used by meta-training (collection, Algorithm 1) and by meta-testing (Algorithm 2), so both see
-exactly the same frame layout as the replay and the model (reference section 1.8): every episode
+exactly the same frame layout as the replay and the model (the reference's trial layout): every episode
 stores T+1 frames, the policy is called on every frame including the last one of each episode
 (whose "boundary" action is stored but not executed), and the belief is reset only at the start of
 the trial.

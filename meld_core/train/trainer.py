@@ -2,7 +2,7 @@
 
     meld train --env point_nav --preset smoke --run-dir runs/point_smoke
 
-The loop, as the reference runs it (reference notes section 3.1):
+The loop, as the reference runs it (github.com/tonyzhaozh/meld, `run_meld.py`):
 
 1. warm-up: `init_collect_trials_per_task` trials per train task with a uniform random policy;
 2. model pre-training: int(warm-up env steps x init_model_train_ratio) model steps;
