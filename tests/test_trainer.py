@@ -15,7 +15,7 @@ from meld_core.envs.point_nav import PointNavConfig, PointNavEnv
 from meld_core.train.evaluation import evaluate, evaluate_run, validation_tasks
 from meld_core.train.hooks import TrainerHooks
 from meld_core.train.metrics import read_metrics_csv
-from meld_core.train.rundir import RunDir, RunDirError
+from meld_core.train.rundir import ROLE_LOCKS, RunDir, RunDirError
 from meld_core.train.setup import ConfigMismatchError
 from meld_core.train.trainer import Trainer, run_training
 
@@ -422,12 +422,12 @@ def test_a_start_that_fails_before_the_loop_writes_nothing(tmp_path):
     trainer.run()
     assert trainer.counters.phase == "done"
     # a resume whose agent cannot be built leaves the run's files as they were (the lock file holds
-    # the pid of whichever process has the run: every start rewrites it)
-    before = {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file() and p.name != "lock"}
+    # the pid of whichever process has the run: every start rewrites them)
+    before = {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file() and p.name not in ROLE_LOCKS.values()}
     with pytest.raises(BrokenAgent):
         Trainer(tiny(num_iterations=5), run, agent_factory=agent_factory, resume=True,
                 progress_bars=False).run()
-    assert {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file() and p.name != "lock"} == before
+    assert {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file() and p.name not in ROLE_LOCKS.values()} == before
 
 
 def test_console_progress_bar_and_status_lines(tmp_path, caplog):
