@@ -114,7 +114,10 @@ def main() -> None:
         torch.set_num_threads(args.threads)
 
     spec = SIZES[args.size]
-    agent = MeldAgent(spec["model"], spec["sac"], spec["action_dim"], device_cfg, seed=0)
+    # --paced: the WidowX's joints (the reference sizes are the Sawyer's 7; the safety filter would zero
+    # every 7-number command and the arm would never move)
+    action_dim = widowx_action_dim() if args.paced else spec["action_dim"]
+    agent = MeldAgent(spec["model"], spec["sac"], action_dim, device_cfg, seed=0)
     actor_start = time.time()
     try:
         if args.paced:
@@ -165,6 +168,12 @@ def back_to_back(agent: MeldAgent, spec: dict, calls: int) -> dict:
             wall.append(time.perf_counter() - t0)
             cpu.append(time.thread_time() - c0)
     return summary(wall, cpu)
+
+
+def widowx_action_dim() -> int:
+    from meld_core.robot.profile import RobotProfile
+
+    return len(RobotProfile.load().joint_names)
 
 
 def paced_loop(agent: MeldAgent, minutes: float) -> dict:
