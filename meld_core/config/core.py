@@ -9,6 +9,9 @@ what `meld train --sac.batch_size=128` and a run config file do.
 
 Owners: ModelConfig, SACConfig, ReplayConfig, DeviceConfig and `config_from_dict` (core);
 training configuration and presets are appended at the end of this file (trainer).
+
+Over 500 lines on purpose: every setting of a run, with its validation, in one file that a user can
+read top to bottom (the `--SECTION.FIELD` flags and config.yaml are generated from it).
 """
 
 from __future__ import annotations

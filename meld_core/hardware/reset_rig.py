@@ -20,6 +20,9 @@ command with the same seq; the firmware answers a repeated seq from its cache in
 the command twice (STOP excepted: it always halts). While a motion runs, the client polls STATUS,
 which keeps the firmware's host-silence watchdog fed and also finds the end of a motion whose
 report was lost.
+
+Over 500 lines on purpose: the host half of one wire protocol (framing, sequence numbers, retries,
+the motion state machine) kept beside each other, as the firmware keeps its half in one file.
 """
 
 from __future__ import annotations

@@ -41,6 +41,10 @@ temporary files of its own interrupted writes.
 
 Cores: the actor runs on its own core(s) with `DeviceConfig.actor_threads` torch threads, the learner
 on the others with one thread per core and sleeping OpenMP threads (meld_core.algo.runtime).
+
+About 600 lines on purpose: the two roles are the two halves of one protocol through the run
+directory (who waits for what, who publishes what, how each notices the other's death); they are
+read together.
 """
 
 from __future__ import annotations

@@ -28,6 +28,9 @@ unpickles with `weights_only=True`, so a corrupt file is refused with what to do
 cannot run code. `latest` names the newest committed checkpoint; when it is missing or unreadable
 the newest checkpoint that loads takes its place, and rotation only deletes checkpoints older than
 one that was just written and read back.
+
+Over 500 lines on purpose: every file of the run directory and the rules that keep it consistent
+(atomic writes, locks per role, checkpoint verification, rotation) in one place.
 """
 
 from __future__ import annotations

@@ -34,6 +34,10 @@ resumed run takes as many model and AC steps as one that was never interrupted. 
 run directory's lock (`RunDir.lock`) throughout, so a second writer is refused, and it leaves a
 final status in progress.json on every exit it sees ("finished", "stopped", "failed" with the error);
 a resume reports a predecessor that was killed before it could.
+
+One module of about 500 lines: the loop and the bookkeeping of its counters (resume, owed
+iterations, stop points) are one state machine; side work lives in train/hooks.py and
+train/evaluation.py, setup in train/setup.py.
 """
 
 from __future__ import annotations
