@@ -5,9 +5,9 @@
 
 Each RUN is a run directory (its eval/history.jsonl, written by every periodic evaluation), optionally
 followed by `=LABEL`; `--offset LABEL=STEPS` shifts a run's curve by the env steps collected before it
-(a stage-2 run after its stage-1 runs, so that the x-axis is the recipe's total). Prints, per run, the success pooled over windows of `--window` env steps (the
-periodic evaluations are few trials each, so single points swing; pooled windows do not) and one
-JSON line with the same figures. Not part of CI.
+(a stage-2 run after its stage-1 runs, so that the x-axis is the recipe's total). Prints, per run, the
+success pooled over windows of `--window` env steps (the periodic evaluations are few trials each, so
+single points swing; pooled windows do not) and one JSON line with the same figures. Not part of CI.
 """
 
 from __future__ import annotations

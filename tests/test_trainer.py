@@ -423,11 +423,12 @@ def test_a_start_that_fails_before_the_loop_writes_nothing(tmp_path):
     assert trainer.counters.phase == "done"
     # a resume whose agent cannot be built leaves the run's files as they were (the lock file holds
     # the pid of whichever process has the run: every start rewrites them)
-    before = {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file() and p.name not in ROLE_LOCKS.values()}
+    locks = set(ROLE_LOCKS.values())
+    before = {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file() and p.name not in locks}
     with pytest.raises(BrokenAgent):
         Trainer(tiny(num_iterations=5), run, agent_factory=agent_factory, resume=True,
                 progress_bars=False).run()
-    assert {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file() and p.name not in ROLE_LOCKS.values()} == before
+    assert {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file() and p.name not in locks} == before
 
 
 def test_console_progress_bar_and_status_lines(tmp_path, caplog):
