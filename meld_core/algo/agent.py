@@ -100,12 +100,6 @@ class Agent(Protocol):
         """Initialise the networks (model, actor, critics, targets, temperature) from another agent's
         `state_dict()`, e.g. a stage-1 run's, whose config may differ in what does not change a shape
         (the reward the posterior sees, learning rates, SAC options). Optimisers and RNG stay fresh."""
-        try:
-            self.model.load_state_dict(state["model"])
-            self.sac.load_state_dict(state["sac"])
-        except RuntimeError as exc:  # missing keys or shape mismatches
-            raise ValueError(f"the checkpoint's networks do not fit this agent ({exc})") from None
-        self.reset_belief()
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what `state_dict` returned."""
