@@ -97,6 +97,8 @@ def main() -> None:
 
     device_cfg = DeviceConfig(device=args.device, channels_last=not args.no_channels_last,
                               act_bf16={"auto": None, "on": True, "off": False}[args.act_bf16])
+    spec = SIZES[args.size]
+    sim = widowx_env(spec) if args.paced else None  # before the learner: a wrong --size stops here
     learner = None
     learner_out = Path(f"/tmp/control_latency_learner_{os.getpid()}.json")
     plan = plan_cpus(device_cfg.actor_threads, None, pin=not args.no_pin)
@@ -113,15 +115,14 @@ def main() -> None:
     elif args.threads:
         torch.set_num_threads(args.threads)
 
-    spec = SIZES[args.size]
-    # --paced: the WidowX's joints (the reference sizes are the Sawyer's 7; the safety filter would zero
-    # every 7-number command and the arm would never move)
-    action_dim = widowx_action_dim() if args.paced else spec["action_dim"]
+    # --paced: the agent acts with the WidowX's joints (the reference sizes are the Sawyer's 7; the
+    # safety filter would zero every 7-number command and the arm would never move)
+    action_dim = sim.spec.action_dim if sim is not None else spec["action_dim"]
     agent = MeldAgent(spec["model"], spec["sac"], action_dim, device_cfg, seed=0)
     actor_start = time.time()
     try:
         if args.paced:
-            stats = paced_loop(agent, args.minutes)
+            stats = paced_loop(agent, sim, args.minutes)
         else:
             stats = back_to_back(agent, spec, args.calls)
     finally:
@@ -170,20 +171,20 @@ def back_to_back(agent: MeldAgent, spec: dict, calls: int) -> dict:
     return summary(wall, cpu)
 
 
-def widowx_action_dim() -> int:
-    from meld_core.robot.profile import RobotProfile
-
-    return len(RobotProfile.load().joint_names)
-
-
-def paced_loop(agent: MeldAgent, minutes: float) -> dict:
-    """Trials on a simulated WidowX at the control rate; overruns counted as RemoteRobotEnv counts them."""
+def widowx_env(spec: dict):
+    """The simulated WidowX of --paced (default config: the robot's two 64x64 cameras)."""
     from meld_core.envs.widowx_insertion import WidowXInsertionConfig, WidowXInsertionEnv
 
-    cfg = WidowXInsertionConfig()
-    env = WidowXInsertionEnv(cfg, seed=0)
-    if tuple(env.spec.image_shape) != tuple(agent.model_cfg.image_shape):
+    env = WidowXInsertionEnv(WidowXInsertionConfig(), seed=0)
+    if tuple(env.spec.image_shape) != tuple(spec["model"].image_shape):
+        env.close()
         raise SystemExit(f"--paced needs a model for {env.spec.image_shape} images (--size reference)")
+    return env
+
+
+def paced_loop(agent: MeldAgent, env, minutes: float) -> dict:
+    """Trials on a simulated WidowX at the control rate; overruns counted as RemoteRobotEnv counts them."""
+    cfg = env.config
     period = 1.0 / cfg.control_hz
     wall, cpu, ticks, overruns, worst_tick = [], [], 0, 0, 0.0
     deadline = time.monotonic() + minutes * 60
