@@ -240,6 +240,20 @@ def test_td_reward_adds_the_weighted_sparse_reward():
     np.testing.assert_allclose(tr.reward.numpy(), batch.dense[0][nxt] + 2.0 * batch.sparse[0][nxt], rtol=1e-6)
 
 
+@pytest.mark.parametrize("dense_weight", [0.0, 0.25])
+def test_td_reward_weighs_the_dense_reward(dense_weight):
+    rng = np.random.default_rng(11)
+    sac = tiny_sac_config(td_reward="next", td_dense_weight=dense_weight, td_sparse_weight=1.0)
+    agent = MeldAgent(tiny_model_config(SHAPE), sac, 2, CPU32)
+    batch = trial(rng, episodes=2, steps=3)
+    batch.dense[:] = rng.uniform(-2.0, 2.0, size=batch.dense.shape).astype(np.float32)
+    batch.sparse[:] = rng.uniform(0.5, 1.0, size=batch.sparse.shape).astype(np.float32)
+    tr, frames = tagged_transitions(agent, batch)
+    nxt = frames + 1
+    np.testing.assert_allclose(tr.reward.numpy(), dense_weight * batch.dense[0][nxt] + batch.sparse[0][nxt],
+                               rtol=1e-6, atol=1e-7)
+
+
 @pytest.mark.parametrize("across", [False, True])
 def test_td_transitions_cross_the_reset_only_when_asked(across):
     rng = np.random.default_rng(9)

@@ -354,6 +354,8 @@ class MeldAgent:
             bi, ti = idx // (length - 1), idx % (length - 1)
             tr = ti if self.sac_cfg.td_reward == "current" else ti + 1
             rewards = tb.dense[bi, tr]
+            if self.sac_cfg.td_dense_weight != 1.0:
+                rewards = self.sac_cfg.td_dense_weight * rewards
             if self.sac_cfg.td_sparse_weight:
                 rewards = rewards + self.sac_cfg.td_sparse_weight * tb.sparse[bi, tr]
             actions = tb.actions[bi, ti].float()

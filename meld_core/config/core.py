@@ -165,8 +165,11 @@ class SACConfig:
     # so the trial is one return and exploring in episode 1 is credited with what it earns in
     # episode 2. False (reference): transitions into a reset frame are excluded.
     td_across_resets: bool = False
-    # TD reward = dense + td_sparse_weight x sparse (same frame). 0 (reference): the dense reward only.
-    # > 0 adds the sparse task signal (e.g. "inside the goal circle") to the shaped reward the critic sees.
+    # TD reward = td_dense_weight x dense + td_sparse_weight x sparse (same frame). 1 and 0 (reference): the
+    # dense reward only. td_sparse_weight > 0 adds the sparse task signal (e.g. "inside the goal circle").
+    # td_dense_weight < 1 weakens the shaping where the goal is hidden: a critic that cannot know which of
+    # several goals is the task values the dense reward averaged over them, which pays most between goals.
+    td_dense_weight: float = 1.0
     td_sparse_weight: float = 0.0
     grad_clip: float | None = None  # global grad-norm clip for actor and critic; reference: none
 
@@ -189,8 +192,11 @@ class SACConfig:
             raise ValueError(f"SACConfig.batch_size must be >= 1, got {self.batch_size}")
         if self.td_reward not in TD_REWARD_FRAMES:
             raise ValueError(f"SACConfig.td_reward must be one of {TD_REWARD_FRAMES}, got {self.td_reward!r}")
-        if not (math.isfinite(self.td_sparse_weight) and self.td_sparse_weight >= 0):
-            raise ValueError(f"SACConfig.td_sparse_weight must be >= 0, got {self.td_sparse_weight}")
+        for name in ("td_dense_weight", "td_sparse_weight"):
+            if not (math.isfinite(getattr(self, name)) and getattr(self, name) >= 0):
+                raise ValueError(f"SACConfig.{name} must be >= 0, got {getattr(self, name)}")
+        if self.td_dense_weight == 0 and self.td_sparse_weight == 0:
+            raise ValueError("SACConfig.td_dense_weight and td_sparse_weight are both 0: no TD reward")
         if self.td_loss_weight <= 0:
             raise ValueError(f"SACConfig.td_loss_weight must be > 0, got {self.td_loss_weight}")
         if self.grad_clip is not None and not self.grad_clip > 0:
