@@ -1,0 +1,127 @@
+"""How a WidowX insertion agent searches for the goal port: which ports the plug enters, episode by episode.
+
+    MUJOCO_GL=egl python bench/port_search.py --run-dir models/widowx_insertion --rounds 10
+    MUJOCO_GL=egl python bench/port_search.py --run-dir runs/wx_sparse --checkpoint latest --stochastic
+
+Meta-tests a checkpoint on the run's held-out tasks (as `meld eval`, the posterior seeing the run's reward
+input) and records, at every step, the port the plug tip is inside (the env's `inserted_port`: lateral,
+depth and angle within the success tolerances of that port). An episode's *visits* are those ports in
+the order entered (a port entered twice in a row counts once). What a Bayes-optimal searcher with the
+sparse reward does: episode 1 enters ports one after another until one pays and stays there; episode 2
+goes straight to the port that paid (or tries the ports episode 1 did not). The JSON line tells how far
+an agent is from that: per episode position, success, ports entered (mean, share with 2 or more, share
+with none), the first port entered (a histogram), success per goal port, and for episode 2 whether it
+enters first the port episode 1 succeeded in and whether it re-enters ports that did not pay in episode 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections import Counter
+from typing import Any
+
+import numpy as np
+
+
+class PortRecorder:
+    """The env, with the ports entered during each episode recorded (one list per reset)."""
+
+    def __init__(self, env: Any) -> None:
+        self._env = env
+        self.episodes: list[dict[str, Any]] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._env, name)
+
+    def reset(self):
+        obs = self._env.reset()
+        self.episodes.append({"goal": int(self._env.goal.port), "visits": [], "success": False})
+        return obs
+
+    def step(self, action):
+        obs = self._env.step(action)
+        ep = self.episodes[-1]
+        port = int(obs.info.get("inserted_port", -1))
+        if port >= 0 and (not ep["visits"] or ep["visits"][-1] != port):
+            ep["visits"].append(port)
+        ep["success"] = bool(obs.success)
+        return obs
+
+
+def summarise(episodes: list[dict[str, Any]], per_trial: int, num_ports: int) -> dict[str, Any]:
+    trials = [episodes[i:i + per_trial] for i in range(0, len(episodes) - per_trial + 1, per_trial)]
+    out: dict[str, Any] = {"trials": len(trials)}
+    for k in range(per_trial):
+        eps = [t[k] for t in trials]
+        distinct = [len(set(e["visits"])) for e in eps]
+        by_goal = {g: [e["success"] for e in eps if e["goal"] == g] for g in range(num_ports)}
+        row: dict[str, Any] = {
+            "success": float(np.mean([e["success"] for e in eps])),
+            "ports_entered_mean": float(np.mean(distinct)),
+            "share_entering_2_or_more": float(np.mean([d >= 2 for d in distinct])),
+            "share_entering_none": float(np.mean([d == 0 for d in distinct])),
+            "first_port": dict(sorted(Counter(e["visits"][0] if e["visits"] else -1 for e in eps).items())),
+            "success_by_goal_port": {g: (round(float(np.mean(s)), 3), len(s)) for g, s in by_goal.items()
+                                     if s},
+        }
+        if k > 0:
+            prev = [t[k - 1] for t in trials]
+            found = [(p, e) for p, e in zip(prev, eps) if p["success"]]
+            missed = [(p, e) for p, e in zip(prev, eps) if not p["success"]]
+            row["after_a_success_first_port_is_that_port"] = (
+                float(np.mean([bool(e["visits"]) and e["visits"][0] == p["goal"] for p, e in found]))
+                if found else None)
+            row["after_a_miss_reenters_a_port_that_did_not_pay"] = (
+                float(np.mean([bool(set(e["visits"]) & set(p["visits"])) for p, e in missed]))
+                if missed else None)
+            row["success_after_success"] = float(np.mean([e["success"] for _, e in found])) if found else None
+            row["success_after_miss"] = float(np.mean([e["success"] for _, e in missed])) if missed else None
+        out[f"episode_{k + 1}"] = row
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--run-dir", required=True)
+    ap.add_argument("--checkpoint", default="best", help="best, latest or a checkpoint file")
+    ap.add_argument("--rounds", type=int, default=10, help="trials per held-out task")
+    ap.add_argument("--stochastic", action="store_true", help="sample actions instead of the policy mean")
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args()
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    import torch
+
+    from meld_core.train.evaluation import evaluate
+    from meld_core.train.setup import load_run_agent
+    from meld_core.train.trainer import default_env_factory
+
+    torch.set_num_threads(args.threads)
+    recorders: list[PortRecorder] = []
+
+    def factory(config):
+        recorders.append(PortRecorder(default_env_factory(config)))
+        return recorders[-1]
+
+    _, config, state, env, agent = load_run_agent(args.run_dir, checkpoint=args.checkpoint, device="cpu",
+                                                  env_factory=factory)
+    if config.env != "widowx_insertion":
+        raise SystemExit(f"{args.run_dir} is a {config.env} run; port_search needs widowx_insertion")
+    try:
+        per_trial = config.train.episodes_per_trial
+        evaluate(agent, env, list(env.eval_tasks), per_trial, args.rounds, config.model.reward_input,
+                 deterministic=not args.stochastic)
+        figures = summarise(recorders[-1].episodes, per_trial, env.config.num_ports)
+    finally:
+        env.close()
+    figures = {"bench": "port_search", "run_dir": args.run_dir, "checkpoint": args.checkpoint,
+               "env_steps": state["counters"]["env_steps"], "reward_input": config.model.reward_input,
+               "deterministic": not args.stochastic, **figures}
+    print(json.dumps(figures))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
