@@ -13,6 +13,10 @@ validation) so that it weighs the same in both. The gradient steps per env step 
 modes (the async learner trains every collected iteration at the preset's ratios; the JSON shows the
 step counts). Prints one JSON line: both wall clocks, env steps per hour, and `speedup` = async env steps
 per hour / alternate env steps per hour. Only meaningful on a quiet machine (see `load_avg_*`).
+
+`--paced`: the environment keeps the robot's control rate in the training phase (each step returns no
+sooner than one control period after the previous one, as the arm at 3.3 Hz does), so collection costs
+what it costs on the robot; warm-up stays unpaced in both modes (it is the same work).
 """
 
 from __future__ import annotations
@@ -30,34 +34,73 @@ import torch
 
 from meld_core.config.presets import preset_config
 from meld_core.train.hooks import TrainerHooks
-from meld_core.train.trainer import run_training
+from meld_core.train.trainer import default_env_factory, run_training
+
+
+class PacedEnv:
+    """A TaskEnv whose step() returns no sooner than one control period after the previous step (while
+    `paced` is set): collection at the robot's rate."""
+
+    def __init__(self, env) -> None:
+        self._env = env
+        self.paced = False
+        self._last = 0.0
+        self.period = 1.0 / env.spec.control_hz
+
+    def __getattr__(self, name: str):
+        return getattr(self._env, name)
+
+    def reset(self):
+        obs = self._env.reset()
+        self._last = time.monotonic()
+        return obs
+
+    def step(self, action):
+        obs = self._env.step(action)
+        if self.paced:
+            wait = self._last + self.period - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)
+        self._last = time.monotonic()
+        return obs
 
 
 class PhaseClock(TrainerHooks):
-    """Wall-clock time at which the training phase starts (after warm-up and pre-training)."""
+    """Wall-clock time at which the training phase starts (after warm-up and pre-training); paces the
+    environments of `envs` from then on."""
 
-    def __init__(self) -> None:
+    def __init__(self, envs: list[PacedEnv] | None = None) -> None:
         self.start = time.monotonic()
         self.train_start: float | None = None
         self.train_env_steps0 = 0
+        self.envs = envs if envs is not None else []
 
     def on_phase(self, trainer, phase: str) -> None:
         if phase == "train" and self.train_start is None:
             self.train_start = time.monotonic()
             self.train_env_steps0 = trainer.counters.env_steps
+            for env in self.envs:
+                env.paced = True
 
 
-def run_mode(mode: str, preset: str, iterations: int, threads: int, root: Path) -> dict:
+def run_mode(mode: str, preset: str, iterations: int, threads: int, root: Path, paced: bool = False) -> dict:
     env, name = preset.split(":")
     cfg = preset_config(env, name)
     train = dataclasses.replace(cfg.train, mode=mode, num_iterations=iterations, eval_interval=10**6,
                                 eval_trials=1, video_trials=0, validation_trials=0,
                                 checkpoint_interval=max(iterations, 1))
     cfg = dataclasses.replace(cfg, train=train, device=dataclasses.replace(cfg.device, device="cpu"))
-    clock = PhaseClock()
+    envs: list[PacedEnv] = []
+
+    def paced_env(config):
+        envs.append(PacedEnv(default_env_factory(config)))
+        return envs[-1]
+
+    clock = PhaseClock(envs)
     run_dir = root / mode
     torch.set_num_threads(threads)
-    trainer = run_training(cfg, run_dir, hooks=[clock], progress_bars=False)
+    trainer = run_training(cfg, run_dir, hooks=[clock], progress_bars=False,
+                           env_factory=paced_env if paced else None)
     end = time.monotonic()
     c = trainer.counters
     progress = json.loads((run_dir / "progress.json").read_text())  # the learner's counters in async mode
@@ -82,6 +125,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)),
                    help="torch threads of the alternate run (default: every usable core)")
     p.add_argument("--modes", default="alternate,async")
+    p.add_argument("--paced", action="store_true", help="collect at the control rate (training phase)")
     p.add_argument("--keep", default=None, help="keep the run directories under this folder")
     args = p.parse_args()
     root = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="async_speed_"))
@@ -91,11 +135,11 @@ def main() -> None:
         for mode in args.modes.split(","):
             if (root / mode).exists():
                 shutil.rmtree(root / mode)
-            results[mode] = run_mode(mode, args.preset, args.iterations, args.threads, root)
+            results[mode] = run_mode(mode, args.preset, args.iterations, args.threads, root, args.paced)
     finally:
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)
-    line = {"bench": "async_speed", "preset": args.preset, "iterations": args.iterations,
+    line = {"bench": "async_speed", "preset": args.preset, "iterations": args.iterations, "paced": args.paced,
             "alternate_threads": args.threads, "cpus": len(os.sched_getaffinity(0)), **results,
             "load_avg_before": [round(x, 2) for x in load_before],
             "load_avg_after": [round(x, 2) for x in os.getloadavg()]}
