@@ -6,12 +6,15 @@
 Meta-tests a checkpoint on the run's held-out tasks (as `meld eval`, the posterior seeing the run's reward
 input) and records, at every step, the port the plug tip is inside (the env's `inserted_port`: lateral,
 depth and angle within the success tolerances of that port). An episode's *visits* are those ports in
-the order entered (a port entered twice in a row counts once). What a Bayes-optimal searcher with the
-sparse reward does: episode 1 enters ports one after another until one pays and stays there; episode 2
-goes straight to the port that paid (or tries the ports episode 1 did not). The JSON line tells how far
-an agent is from that: per episode position, success, ports entered (mean, share with 2 or more, share
-with none), the first port entered (a histogram), success per goal port, and for episode 2 whether it
-enters first the port episode 1 succeeded in and whether it re-enters ports that did not pay in episode 1.
+the order entered (a port entered twice in a row counts once), with the step of each entry.
+
+What a Bayes-optimal searcher with the sparse reward does: episode 1 enters ports one after another
+until one pays and stays there; episode 2 goes straight to the port that paid (or tries the ports
+episode 1 did not). The JSON line tells how far an agent is from that, per episode position: success,
+ports entered (mean, share with 2 or more, share with none), the step of the first entry and the steps
+between entries (how fast it searches), the first port entered (a histogram), success per goal port,
+and for episode 2 whether it enters first the port episode 1 succeeded in and whether it re-enters
+ports that did not pay in episode 1.
 """
 
 from __future__ import annotations
@@ -38,15 +41,19 @@ class PortRecorder:
 
     def reset(self):
         obs = self._env.reset()
-        self.episodes.append({"goal": int(self._env.goal.port), "visits": [], "success": False})
+        self.episodes.append({"goal": int(self._env.goal.port), "visits": [], "entry_steps": [],
+                              "success": False})
+        self._t = 0
         return obs
 
     def step(self, action):
         obs = self._env.step(action)
         ep = self.episodes[-1]
+        self._t += 1
         port = int(obs.info.get("inserted_port", -1))
         if port >= 0 and (not ep["visits"] or ep["visits"][-1] != port):
             ep["visits"].append(port)
+            ep["entry_steps"].append(self._t)
         ep["success"] = bool(obs.success)
         return obs
 
@@ -57,12 +64,16 @@ def summarise(episodes: list[dict[str, Any]], per_trial: int, num_ports: int) ->
     for k in range(per_trial):
         eps = [t[k] for t in trials]
         distinct = [len(set(e["visits"])) for e in eps]
+        gaps = [b - a for e in eps for a, b in zip(e["entry_steps"], e["entry_steps"][1:])]
+        firsts = [e["entry_steps"][0] for e in eps if e["entry_steps"]]
         by_goal = {g: [e["success"] for e in eps if e["goal"] == g] for g in range(num_ports)}
         row: dict[str, Any] = {
             "success": float(np.mean([e["success"] for e in eps])),
             "ports_entered_mean": float(np.mean(distinct)),
             "share_entering_2_or_more": float(np.mean([d >= 2 for d in distinct])),
             "share_entering_none": float(np.mean([d == 0 for d in distinct])),
+            "first_entry_step_mean": float(np.mean(firsts)) if firsts else None,
+            "steps_between_entries_mean": float(np.mean(gaps)) if gaps else None,
             "first_port": dict(sorted(Counter(e["visits"][0] if e["visits"] else -1 for e in eps).items())),
             "success_by_goal_port": {g: (round(float(np.mean(s)), 3), len(s)) for g, s in by_goal.items()
                                      if s},
