@@ -167,8 +167,8 @@ class SACConfig:
     td_across_resets: bool = False
     # TD reward = td_dense_weight x dense + td_sparse_weight x sparse (same frame). 1 and 0 (reference): the
     # dense reward only. td_sparse_weight > 0 adds the sparse task signal (e.g. "inside the goal circle").
-    # td_dense_weight < 1 weakens the shaping where the goal is hidden: a critic that cannot know which of
-    # several goals is the task values the dense reward averaged over them, which pays most between goals.
+    # td_dense_weight < 1 weakens the shaping where the goal is hidden: a critic that cannot tell which of
+    # several goals is the task values the dense reward averaged over them: highest at the middle ones.
     td_dense_weight: float = 1.0
     td_sparse_weight: float = 0.0
     grad_clip: float | None = None  # global grad-norm clip for actor and critic; reference: none
