@@ -4,9 +4,10 @@
     MUJOCO_GL=egl python bench/port_search.py --run-dir runs/wx_sparse --checkpoint latest --stochastic
 
 Meta-tests a checkpoint on the run's held-out tasks (as `meld eval`, the posterior seeing the run's reward
-input) and records, at every step, the port the plug tip is inside (the env's `inserted_port`: lateral,
-depth and angle within the success tolerances of that port). An episode's *visits* are those ports in
-the order entered (a port entered twice in a row counts once), with the step of each entry.
+input) and reads, at every step of its episodes, the port the plug tip is inside (the env's
+`inserted_port` in the frame infos the evaluation keeps: lateral, depth and angle within the success
+tolerances of that port). An episode's *visits* are those ports in the order entered (a port entered twice
+in a row counts once), with the step of each entry.
 
 What a Bayes-optimal searcher with the sparse reward does: episode 1 enters ports one after another
 until one pays and stays there; episode 2 goes straight to the port that paid (or tries the ports
@@ -29,37 +30,30 @@ from typing import Any
 import numpy as np
 
 
-class PortRecorder:
-    """The env, with the ports entered during each episode recorded (one list per reset)."""
-
-    def __init__(self, env: Any) -> None:
-        self._env = env
-        self.episodes: list[dict[str, Any]] = []
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._env, name)
-
-    def reset(self):
-        obs = self._env.reset()
-        self.episodes.append({"goal": int(self._env.goal.port), "visits": [], "entry_steps": [],
-                              "success": False})
-        self._t = 0
-        return obs
-
-    def step(self, action):
-        obs = self._env.step(action)
-        ep = self.episodes[-1]
-        self._t += 1
-        port = int(obs.info.get("inserted_port", -1))
-        if port >= 0 and (not ep["visits"] or ep["visits"][-1] != port):
-            ep["visits"].append(port)
-            ep["entry_steps"].append(self._t)
-        ep["success"] = bool(obs.success)
-        return obs
+def port_entries(episode: Any) -> tuple[list[int], list[int]]:
+    """The ports an evaluated episode's plug entered, in order (a port entered twice in a row counts
+    once), and the step of each entry, from the env's info of every frame (frame 0: the reset)."""
+    visits: list[int] = []
+    steps: list[int] = []
+    for t, info in enumerate(episode.infos[1:], start=1):
+        port = int(info.get("inserted_port", -1))
+        if port >= 0 and (not visits or visits[-1] != port):
+            visits.append(port)
+            steps.append(t)
+    return visits, steps
 
 
-def summarise(episodes: list[dict[str, Any]], per_trial: int, num_ports: int) -> dict[str, Any]:
-    trials = [episodes[i:i + per_trial] for i in range(0, len(episodes) - per_trial + 1, per_trial)]
+def trial_records(result: Any) -> list[list[dict[str, Any]]]:
+    """Per trial, per episode: goal port, ports entered, entry steps and success (at the last frame)."""
+    records = []
+    for trial in result.trials:
+        goal = int(trial.task.params["port"])
+        records.append([dict(zip(("visits", "entry_steps"), port_entries(ep)), goal=goal, success=ep.success)
+                        for ep in trial.episodes])
+    return records
+
+
+def summarise(trials: list[list[dict[str, Any]]], per_trial: int, num_ports: int) -> dict[str, Any]:
     out: dict[str, Any] = {"trials": len(trials)}
     for k in range(per_trial):
         eps = [t[k] for t in trials]
@@ -107,24 +101,16 @@ def main() -> int:
 
     from meld_core.train.evaluation import evaluate
     from meld_core.train.setup import load_run_agent
-    from meld_core.train.trainer import default_env_factory
 
     torch.set_num_threads(args.threads)
-    recorders: list[PortRecorder] = []
-
-    def factory(config):
-        recorders.append(PortRecorder(default_env_factory(config)))
-        return recorders[-1]
-
-    _, config, state, env, agent = load_run_agent(args.run_dir, checkpoint=args.checkpoint, device="cpu",
-                                                  env_factory=factory)
+    _, config, state, env, agent = load_run_agent(args.run_dir, checkpoint=args.checkpoint, device="cpu")
     if config.env != "widowx_insertion":
         raise SystemExit(f"{args.run_dir} is a {config.env} run; port_search needs widowx_insertion")
     try:
         per_trial = config.train.episodes_per_trial
-        evaluate(agent, env, list(env.eval_tasks), per_trial, args.rounds, config.model.reward_input,
-                 deterministic=not args.stochastic)
-        figures = summarise(recorders[-1].episodes, per_trial, env.config.num_ports)
+        result = evaluate(agent, env, list(env.eval_tasks), per_trial, args.rounds, config.model.reward_input,
+                          deterministic=not args.stochastic)
+        figures = summarise(trial_records(result), per_trial, env.config.num_ports)
     finally:
         env.close()
     figures = {"bench": "port_search", "run_dir": args.run_dir, "checkpoint": args.checkpoint,
