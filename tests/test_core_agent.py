@@ -254,6 +254,22 @@ def test_td_reward_weighs_the_dense_reward(dense_weight):
                                rtol=1e-6, atol=1e-7)
 
 
+def test_td_reward_weighs_the_dense_reward_of_later_episodes_apart():
+    rng = np.random.default_rng(12)
+    sac = tiny_sac_config(td_reward="next", td_dense_weight=0.0, td_dense_weight_later=0.5,
+                          td_sparse_weight=1.0, td_across_resets=True, batch_size=400)
+    agent = MeldAgent(tiny_model_config(SHAPE), sac, 2, CPU32)
+    batch = trial(rng, episodes=2, steps=3)  # frames 0-3 episode 1, 4-7 episode 2
+    batch.dense[:] = rng.uniform(-2.0, 2.0, size=batch.dense.shape).astype(np.float32)
+    batch.sparse[:] = rng.uniform(0.5, 1.0, size=batch.sparse.shape).astype(np.float32)
+    tr, frames = tagged_transitions(agent, batch)
+    nxt = frames + 1
+    weight = np.where(nxt >= 4, 0.5, 0.0)  # 3 -> 4 enters episode 2: its reset frame's reward is episode 2's
+    np.testing.assert_allclose(tr.reward.numpy(), weight * batch.dense[0][nxt] + batch.sparse[0][nxt],
+                               rtol=1e-6, atol=1e-7)
+    assert {3, 4} <= set(frames.tolist())
+
+
 @pytest.mark.parametrize("across", [False, True])
 def test_td_transitions_cross_the_reset_only_when_asked(across):
     rng = np.random.default_rng(9)

@@ -354,7 +354,12 @@ class MeldAgent:
             bi, ti = idx // (length - 1), idx % (length - 1)
             tr = ti if self.sac_cfg.td_reward == "current" else ti + 1
             rewards = tb.dense[bi, tr]
-            if self.sac_cfg.td_dense_weight != 1.0:
+            later = self.sac_cfg.td_dense_weight_later
+            if later is not None and later != self.sac_cfg.td_dense_weight:  # per episode of the trial
+                first = torch.cumsum(tb.episode_start.long(), dim=1)[bi, tr] <= 1
+                weight = torch.where(first, self.sac_cfg.td_dense_weight, later)
+                rewards = weight.to(rewards.dtype) * rewards
+            elif self.sac_cfg.td_dense_weight != 1.0:
                 rewards = self.sac_cfg.td_dense_weight * rewards
             if self.sac_cfg.td_sparse_weight:
                 rewards = rewards + self.sac_cfg.td_sparse_weight * tb.sparse[bi, tr]

@@ -170,6 +170,11 @@ class SACConfig:
     # td_dense_weight < 1 weakens the shaping where the goal is hidden: a critic that cannot tell which of
     # several goals is the task values the dense reward averaged over them: highest at the middle ones.
     td_dense_weight: float = 1.0
+    # The dense weight in the episodes after the first of a trial (None: td_dense_weight). Episode 2
+    # starts from a belief that has seen episode 1's rewards (or their absence at the ports it tried),
+    # so there the shaping no longer averages over the goals the critic cannot tell apart: e.g. 0 in
+    # episode 1 (search on the sparse reward) and 1 in episode 2 (go to the goal the belief points at).
+    td_dense_weight_later: float | None = None
     td_sparse_weight: float = 0.0
     grad_clip: float | None = None  # global grad-norm clip for actor and critic; reference: none
 
@@ -192,11 +197,12 @@ class SACConfig:
             raise ValueError(f"SACConfig.batch_size must be >= 1, got {self.batch_size}")
         if self.td_reward not in TD_REWARD_FRAMES:
             raise ValueError(f"SACConfig.td_reward must be one of {TD_REWARD_FRAMES}, got {self.td_reward!r}")
-        for name in ("td_dense_weight", "td_sparse_weight"):
-            if not (math.isfinite(getattr(self, name)) and getattr(self, name) >= 0):
-                raise ValueError(f"SACConfig.{name} must be >= 0, got {getattr(self, name)}")
-        if self.td_dense_weight == 0 and self.td_sparse_weight == 0:
-            raise ValueError("SACConfig.td_dense_weight and td_sparse_weight are both 0: no TD reward")
+        for name in ("td_dense_weight", "td_dense_weight_later", "td_sparse_weight"):
+            value = getattr(self, name)
+            if value is not None and not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"SACConfig.{name} must be >= 0, got {value}")
+        if self.td_sparse_weight == 0 and (self.td_dense_weight == 0 or self.td_dense_weight_later == 0):
+            raise ValueError("SACConfig: a dense weight and td_sparse_weight are both 0: no TD reward")
         if self.td_loss_weight <= 0:
             raise ValueError(f"SACConfig.td_loss_weight must be > 0, got {self.td_loss_weight}")
         if self.grad_clip is not None and not self.grad_clip > 0:
