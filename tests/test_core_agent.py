@@ -1,6 +1,7 @@
 """MeldAgent and SAC: online filter == batched filter, AC updates leave the model alone, the critic learns,
 checkpoints restore everything, runs are reproducible."""
 
+import copy
 import functools
 
 import numpy as np
@@ -342,9 +343,30 @@ def test_act_in_bf16_follows_the_weights_and_tracks_fp32():
         noise = (torch.zeros(1, 8), torch.zeros(1, 4))
         beliefs.append(agent.observe(batch.images[0, 0], 0.0, episode_start=True, noise=noise))
     np.testing.assert_allclose(beliefs[1], beliefs[0], rtol=0.05, atol=0.02)
-    encoder16 = agents[1]._acting_encoder()
-    for p16, p in zip(encoder16.parameters(), agents[1].model.encoder.parameters()):
-        assert p16.dtype == torch.bfloat16 and torch.equal(p16, p.detach().to(torch.bfloat16))
+    # act()'s encoder computes what a bf16 copy of the updated weights computes
+    x = torch.rand(1, 3, *SHAPE[:2]).contiguous(memory_format=torch.channels_last)
+    plain = copy.deepcopy(agents[1].model.encoder).to(torch.bfloat16)
+    with torch.inference_mode():
+        torch.testing.assert_close(agents[1]._acting_encoder()(x.to(torch.bfloat16)).float(),
+                                   plain(x.to(torch.bfloat16)).float(), rtol=0.02, atol=2e-3)
+
+
+def test_act_repacks_its_weights_at_the_trial_start_not_in_a_control_tick():
+    rng = np.random.default_rng(4)
+    batch = stack_trials([[random_episode(rng, 0, 5, SHAPE, 2)] for _ in range(2)])
+    agent = MeldAgent(tiny_model_config(SHAPE), tiny_sac_config(), 2,
+                      DeviceConfig(device="cpu", cpu_bf16=False, act_bf16=True), seed=3)
+    agent.reset_belief()
+    image = batch.images[0, 0]
+    agent.act(image, 0.0, episode_start=True)
+    agent.update_model(batch)
+    encoder = agent._acting_encoder
+    calls = []
+    current = lambda: agent._act_encoder_version == agent._weights_version  # noqa: E731
+    agent._acting_encoder = lambda: calls.append(current()) or encoder()
+    agent.reset_belief()  # between trials: the repack happens here
+    agent.act(image, 0.0, episode_start=True)
+    assert calls == [False, True]  # stale at the reset, current by the first tick
 
 
 def test_act_runs_on_the_actor_threads_and_gives_the_learner_its_threads_back():

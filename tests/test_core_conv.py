@@ -5,8 +5,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from meld_core.algo.conv import GEMM_WEIGHT_GRAD_MAX_POSITIONS, Conv2d, ConvTranspose2d, patches, run_stack
-from meld_core.algo.model import LatentModel
+from meld_core.algo.conv import (
+    GEMM_WEIGHT_GRAD_MAX_POSITIONS,
+    Conv2d,
+    ConvTranspose2d,
+    PackedStack,
+    patches,
+    run_stack,
+)
+from meld_core.algo.model import Encoder, LatentModel
+from meld_core.config import ModelConfig
 from meld_core.testing.core_fakes import tiny_model_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -83,3 +91,36 @@ def test_model_state_dict_keeps_torchs_layer_names():
     keys = set(model.state_dict())
     assert {"encoder.net.0.weight", "encoder.net.8.bias", "decoder.net.0.weight",
             "decoder.net.8.weight"} <= keys
+
+
+needs_packing = pytest.mark.skipif(PackedStack.build(nn.Sequential(Conv2d(3, 4, 3)), (3, 3)) is None,
+                                   reason="this torch has no oneDNN weight packing")
+
+
+@needs_packing
+@pytest.mark.parametrize("image_shape,base_depth", [((64, 32, 3), 8), ((128, 64, 3), 4)])
+@pytest.mark.parametrize("batch", [1, 3])
+def test_packed_stack_gives_the_bf16_encoders_values_and_follows_its_weights(image_shape, base_depth, batch):
+    torch.manual_seed(0)
+    config = ModelConfig(image_shape=image_shape, base_depth=base_depth)
+    encoder = Encoder(config).to(memory_format=torch.channels_last)
+    packed = PackedStack.build(encoder.net, image_shape[:2])
+    x = torch.rand(batch, 3, *image_shape[:2]).contiguous(memory_format=torch.channels_last)
+
+    def plain_bf16():
+        copy = Encoder(config)
+        copy.load_state_dict(encoder.state_dict())
+        return copy.to(torch.bfloat16).to(memory_format=torch.channels_last)(x.to(torch.bfloat16)).float()
+
+    with torch.inference_mode():
+        y = packed(x)
+        assert y.dtype == torch.bfloat16 and y.shape == (batch, 8 * base_depth)
+        torch.testing.assert_close(y.float(), plain_bf16(), rtol=0.02, atol=2e-3)
+        with torch.no_grad():
+            for p in encoder.parameters():
+                p.mul_(-1.5)
+        stale = packed(x).float()
+        assert torch.equal(stale, y.float())  # packed weights are a copy until refreshed
+        packed.refresh()
+        torch.testing.assert_close(packed(x).float(), plain_bf16(), rtol=0.02, atol=2e-3)
+        assert not torch.allclose(packed(x).float(), stale, atol=1e-3)

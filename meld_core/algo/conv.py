@@ -177,3 +177,77 @@ def run_stack(net: nn.Sequential, x: Tensor) -> Tensor:
             x = layer(x)
             i += 1
     return x
+
+
+class PackedStack(nn.Module):
+    """Inference-only copy of a `run_stack` Sequential (conv layers, each followed by a LeakyReLU) for
+    one input size: bf16 weights reordered once into oneDNN's blocked layout, where the plain layers
+    reorder them on every call. At batch 1 (act()) that reorder dominates: the reference encoder's
+    weights are 22 MB in bf16, read and written again per frame; packed, the encoder runs about 2x
+    faster and moves less memory, which is what a learner on the other core competes for.
+
+    `refresh()` copies the source stack's current weights in (a repack: call it between episodes,
+    never inside a control tick). Build it with `PackedStack.build`, which returns None where this
+    torch has no oneDNN packing (the caller keeps a plain bf16 copy).
+    """
+
+    def __init__(self, source: nn.Sequential, input_hw: tuple[int, int], batch: int):
+        super().__init__()
+        self.source, self.input_hw, self.batch = [source], tuple(input_hw), int(batch)
+        self.dtype = torch.bfloat16
+        self._plan: list[tuple[str, Tensor, Tensor | None, dict]] = []
+        self.refresh()
+
+    @staticmethod
+    def build(source: nn.Sequential, input_hw: tuple[int, int], batch: int = 1) -> PackedStack | None:
+        if not (torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_reorder_linear_weight")
+                and hasattr(torch._C._nn, "mkldnn_reorder_conv2d_weight")):
+            return None
+        try:
+            return PackedStack(source, input_hw, batch)
+        except (RuntimeError, NotImplementedError):
+            return None
+
+    def refresh(self) -> None:
+        """Repack the source's weights (after they changed)."""
+        layers, plan = list(self.source[0]), []
+        h, w = self.input_hw
+        i = 0
+        with torch.no_grad():
+            while i < len(layers):
+                conv = layers[i]
+                act = layers[i + 1] if i + 1 < len(layers) else None
+                if not isinstance(conv, Conv2d) or conv.groups != 1 or conv.dilation != (1, 1):
+                    raise NotImplementedError(f"PackedStack packs Conv2d layers, got {type(conv).__name__}")
+                slope = act.negative_slope if isinstance(act, nn.LeakyReLU) else None
+                i += 2 if slope is not None else 1
+                (kh, kw), (ph, pw), s = conv.kernel_size, conv.padding, conv.stride[0]
+                weight = conv.weight.detach().to(torch.bfloat16)
+                bias = conv.bias.detach().to(torch.bfloat16) if conv.bias is not None else None
+                attr = ("leaky_relu", [slope]) if slope is not None else ("none", [])
+                if (h, w) == (kh, kw) and (ph, pw) == (0, 0):  # one output position: a matrix product
+                    flat = weight.permute(0, 2, 3, 1).reshape(conv.out_channels, -1).contiguous()
+                    packed = torch.ops.mkldnn._reorder_linear_weight(flat, self.batch)
+                    plan.append(("linear", packed, bias, {"attr": attr}))
+                    h = w = 1
+                else:
+                    weight = weight.contiguous(memory_format=torch.channels_last)
+                    size = [self.batch, conv.in_channels, h, w]
+                    packed = torch._C._nn.mkldnn_reorder_conv2d_weight(
+                        weight.to_mkldnn(), [ph, pw], [s, s], [1, 1], 1, size)
+                    plan.append(("conv", packed, bias, {"attr": attr, "padding": [ph, pw], "stride": [s, s]}))
+                    h, w = (h + 2 * ph - kh) // s + 1, (w + 2 * pw - kw) // s + 1
+        self._plan = plan
+
+    def forward(self, x: Tensor) -> Tensor:
+        """(N, C, H, W) -> the stack's output flattened to (N, features), in bf16."""
+        x = x.to(torch.bfloat16).contiguous(memory_format=torch.channels_last)
+        for kind, weight, bias, opt in self._plan:
+            name, scalars = opt["attr"]
+            if kind == "linear":
+                x = torch.ops.mkldnn._linear_pointwise(x.permute(0, 2, 3, 1).reshape(x.shape[0], -1),
+                                                       weight, bias, name, scalars, "")
+            else:
+                x = torch.ops.mkldnn._convolution_pointwise(x, weight, bias, opt["padding"], opt["stride"],
+                                                            [1, 1], 1, name, scalars, "")
+        return x.flatten(1)

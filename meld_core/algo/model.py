@@ -206,7 +206,8 @@ class LatentModel(nn.Module):
         if x is None:
             x = self.images_to_input(images.reshape(-1, *images.shape[-3:]))
         if encoder is not None:
-            feats = encoder(x.to(next(encoder.parameters()).dtype))
+            dtype = getattr(encoder, "dtype", None) or next(encoder.parameters()).dtype
+            feats = encoder(x.to(dtype))
         else:
             with self.amp():
                 feats = self.encoder(x)

@@ -240,8 +240,9 @@ class DeviceConfig:
     CPU: bf16 autocast is applied to the conv encoder/decoder only (the latent MLPs, KL and
     likelihoods stay fp32), by default only where the CPU computes bf16 natively (AVX512-BF16 or
     AMX): emulated bf16 on an AVX2-only CPU made a model step ~5-20x *slower* in our measurements.
-    `act()` at batch 1 follows with a bf16 copy of the encoder (`act_bf16`). CUDA: bf16 autocast (no grad
-    scaler needed), TF32 matmuls, cudnn autotuning, pinned host memory with non-blocking copies.
+    `act()` at batch 1 follows with bf16 encoder weights packed once for oneDNN (`act_bf16`). CUDA: bf16
+    autocast (no grad scaler needed), TF32 matmuls, cudnn autotuning, pinned host memory with
+    non-blocking copies.
 
     Async mode (TrainConfig.mode) runs an actor and a learner process side by side; `pin_cpus` gives
     the actor one core and the learner the others, so that their OpenMP threads never compete.
@@ -251,8 +252,9 @@ class DeviceConfig:
     channels_last: bool = True  # NHWC memory format for the conv encoder/decoder
     cpu_bf16: bool | None = None  # bf16 autocast of learner convs on CPU; None -> on iff native bf16
     cuda_amp: bool = True  # bf16 autocast on CUDA (falls back to fp32 where bf16 is unsupported)
-    # act()'s encoder on a bf16 copy of the weights; None -> on CPU iff the learner's convs run bf16
-    # (batch 1: ~2x faster than fp32 with native bf16; autocast's per-call casts were slower than fp32).
+    # act()'s encoder in bf16 (on CPU its weights packed once into oneDNN's layout: at batch 1 ~2x faster
+    # than a plain bf16 copy, which is ~2x faster than fp32 with native bf16; autocast's per-call casts
+    # were slower than fp32); None -> on CPU iff the learner's convs run bf16.
     act_bf16: bool | None = None
     num_threads: int | None = None  # torch threads on CPU (async: the learner's); None: one per usable core
     # Keep freed heap memory for reuse instead of returning every large tensor to the OS (glibc
