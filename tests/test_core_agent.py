@@ -369,6 +369,15 @@ def test_act_repacks_its_weights_at_the_trial_start_not_in_a_control_tick():
     assert calls == [False, True]  # stale at the reset, current by the first tick
 
 
+def test_an_agent_that_never_acts_builds_no_acting_encoder():
+    device = DeviceConfig(device="cpu", cpu_bf16=False, act_bf16=True)
+    actor = MeldAgent(tiny_model_config(SHAPE), tiny_sac_config(), 2, device, seed=3)
+    learner = MeldAgent(tiny_model_config(SHAPE), tiny_sac_config(), 2, device, seed=4)
+    learner.load_state_dict(actor.state_dict())  # e.g. the async learner resuming
+    learner.reset_belief()
+    assert learner._act_encoder is None
+
+
 def test_act_runs_on_the_actor_threads_and_gives_the_learner_its_threads_back():
     agent = make_agent()
     rng = np.random.default_rng(2)

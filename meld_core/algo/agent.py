@@ -240,7 +240,8 @@ class MeldAgent:
         """Forget the belief: the next frame is the first frame of a new trial."""
         self._state = None
         self._prev_action = None
-        self._acting_encoder()  # repack act()'s weights now if they changed, not in the next tick
+        if self._act_encoder is not None:  # an agent that acts: repack now if the weights changed, not
+            self._acting_encoder()  # in the next tick (one that never acted, e.g. a learner, builds none)
 
     def observe(
         self,

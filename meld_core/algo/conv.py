@@ -16,6 +16,9 @@ values and gradients). Layouts: activations are channels_last (NHWC in memory) t
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import NamedTuple
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -120,17 +123,28 @@ class FastConvMixin:
 class Conv2d(FastConvMixin, nn.Conv2d):
     """nn.Conv2d (square stride, no dilation or groups) with the paths in the module docstring."""
 
+    def covers(self, hw: tuple[int, ...]) -> bool:
+        """True where the kernel covers an input of size `hw` whole: one output position."""
+        return tuple(hw) == tuple(self.kernel_size) and tuple(self.padding) == (0, 0)
+
+    def output_hw(self, hw: tuple[int, ...]) -> tuple[int, int]:
+        """Output size for an input of size `hw`."""
+        (h, w), (kh, kw), (ph, pw), s = hw, self.kernel_size, self.padding, self.stride[0]
+        return (h + 2 * ph - kh) // s + 1, (w + 2 * pw - kw) // s + 1
+
+    def matrix_weight(self) -> Tensor:
+        """The weight as the matrix of the one-position case: (Co, kh * kw * Ci), columns in the
+        channels-last flattening of the input."""
+        return self.weight.permute(0, 2, 3, 1).reshape(self.out_channels, -1)
+
     def forward_leaky(self, x: Tensor, slope: float | None) -> Tensor:
         """The layer followed by a leaky ReLU of `slope` (None: no activation)."""
-        kh, kw = self.kernel_size
-        if self.fast and tuple(x.shape[2:]) == (kh, kw) and self.padding == (0, 0):  # one output position
-            w = self.weight.permute(0, 2, 3, 1).reshape(self.out_channels, -1)
-            y = F.linear(x.permute(0, 2, 3, 1).reshape(x.shape[0], -1), w, self.bias)[:, :, None, None]
+        if self.fast and self.covers(x.shape[2:]):
+            y = F.linear(x.permute(0, 2, 3, 1).reshape(x.shape[0], -1), self.matrix_weight(),
+                         self.bias)[:, :, None, None]
         elif self._use_cpu_path(x):
-            s = self.stride[0]
-            positions = ((x.shape[2] + 2 * self.padding[0] - kh) // s + 1) * \
-                        ((x.shape[3] + 2 * self.padding[1] - kw) // s + 1)
-            return self._cpu_conv(x, (0, 0), False, positions, slope)
+            ho, wo = self.output_hw(x.shape[2:])
+            return self._cpu_conv(x, (0, 0), False, ho * wo, slope)
         else:
             y = super().forward(x)
         return F.leaky_relu(y, slope) if slope is not None else y
@@ -163,20 +177,36 @@ class ConvTranspose2d(FastConvMixin, nn.ConvTranspose2d):
         return self.forward_leaky(x, None)
 
 
-def run_stack(net: nn.Sequential, x: Tensor) -> Tensor:
-    """Run a Sequential of conv layers and LeakyReLUs, fusing each activation into the layer before it."""
+def fused_layers(net: nn.Sequential) -> Iterator[tuple[nn.Module, float | None]]:
+    """(layer, slope) of a Sequential of conv layers and LeakyReLUs: each LeakyReLU that follows a conv
+    layer is fused into it (its slope; None: the layer runs alone)."""
     layers = list(net)
     i = 0
     while i < len(layers):
         layer = layers[i]
         following = layers[i + 1] if i + 1 < len(layers) else None
         if isinstance(layer, FastConvMixin) and isinstance(following, nn.LeakyReLU):
-            x = layer.forward_leaky(x, following.negative_slope)
+            yield layer, following.negative_slope
             i += 2
         else:
-            x = layer(x)
+            yield layer, None
             i += 1
+
+
+def run_stack(net: nn.Sequential, x: Tensor) -> Tensor:
+    """Run a Sequential of conv layers and LeakyReLUs, fusing each activation into the layer before it."""
+    for layer, slope in fused_layers(net):
+        x = layer.forward_leaky(x, slope) if slope is not None else layer(x)
     return x
+
+
+class _PackedLayer(NamedTuple):
+    weight: Tensor  # oneDNN-packed bf16 weight
+    bias: Tensor | None
+    activation: str  # oneDNN post-op: "leaky_relu" or "none"
+    scalars: list[float]
+    padding: list[int] | None  # None: the one-position layer, a packed matrix product
+    stride: list[int] | None
 
 
 class PackedStack(nn.Module):
@@ -195,7 +225,7 @@ class PackedStack(nn.Module):
         super().__init__()
         self.source, self.input_hw, self.batch = [source], tuple(input_hw), int(batch)
         self.dtype = torch.bfloat16
-        self._plan: list[tuple[str, Tensor, Tensor | None, dict]] = []
+        self._plan: list[_PackedLayer] = []
         self.refresh()
 
     @staticmethod
@@ -210,44 +240,38 @@ class PackedStack(nn.Module):
 
     def refresh(self) -> None:
         """Repack the source's weights (after they changed)."""
-        layers, plan = list(self.source[0]), []
-        h, w = self.input_hw
-        i = 0
+        plan, hw = [], self.input_hw
         with torch.no_grad():
-            while i < len(layers):
-                conv = layers[i]
-                act = layers[i + 1] if i + 1 < len(layers) else None
+            for conv, slope in fused_layers(self.source[0]):
                 if not isinstance(conv, Conv2d) or conv.groups != 1 or conv.dilation != (1, 1):
                     raise NotImplementedError(f"PackedStack packs Conv2d layers, got {type(conv).__name__}")
-                slope = act.negative_slope if isinstance(act, nn.LeakyReLU) else None
-                i += 2 if slope is not None else 1
-                (kh, kw), (ph, pw), s = conv.kernel_size, conv.padding, conv.stride[0]
-                weight = conv.weight.detach().to(torch.bfloat16)
                 bias = conv.bias.detach().to(torch.bfloat16) if conv.bias is not None else None
-                attr = ("leaky_relu", [slope]) if slope is not None else ("none", [])
-                if (h, w) == (kh, kw) and (ph, pw) == (0, 0):  # one output position: a matrix product
-                    flat = weight.permute(0, 2, 3, 1).reshape(conv.out_channels, -1).contiguous()
-                    packed = torch.ops.mkldnn._reorder_linear_weight(flat, self.batch)
-                    plan.append(("linear", packed, bias, {"attr": attr}))
-                    h = w = 1
+                activation = ("leaky_relu", [slope]) if slope is not None else ("none", [])
+                if conv.covers(hw):  # one output position: a matrix product
+                    weight = conv.matrix_weight().detach().to(torch.bfloat16).contiguous()
+                    packed = torch.ops.mkldnn._reorder_linear_weight(weight, self.batch)
+                    plan.append(_PackedLayer(packed, bias, *activation, None, None))
+                    hw = (1, 1)
                 else:
+                    weight = conv.weight.detach().to(torch.bfloat16)
                     weight = weight.contiguous(memory_format=torch.channels_last)
-                    size = [self.batch, conv.in_channels, h, w]
+                    padding, stride = list(conv.padding), [conv.stride[0]] * 2
                     packed = torch._C._nn.mkldnn_reorder_conv2d_weight(
-                        weight.to_mkldnn(), [ph, pw], [s, s], [1, 1], 1, size)
-                    plan.append(("conv", packed, bias, {"attr": attr, "padding": [ph, pw], "stride": [s, s]}))
-                    h, w = (h + 2 * ph - kh) // s + 1, (w + 2 * pw - kw) // s + 1
+                        weight.to_mkldnn(), padding, stride, [1, 1], 1, [self.batch, conv.in_channels, *hw])
+                    plan.append(_PackedLayer(packed, bias, *activation, padding, stride))
+                    hw = conv.output_hw(hw)
         self._plan = plan
 
     def forward(self, x: Tensor) -> Tensor:
         """(N, C, H, W) -> the stack's output flattened to (N, features), in bf16."""
         x = x.to(torch.bfloat16).contiguous(memory_format=torch.channels_last)
-        for kind, weight, bias, opt in self._plan:
-            name, scalars = opt["attr"]
-            if kind == "linear":
+        for layer in self._plan:
+            if layer.padding is None:  # the one-position layer
                 x = torch.ops.mkldnn._linear_pointwise(x.permute(0, 2, 3, 1).reshape(x.shape[0], -1),
-                                                       weight, bias, name, scalars, "")
+                                                       layer.weight, layer.bias, layer.activation,
+                                                       layer.scalars, "")
             else:
-                x = torch.ops.mkldnn._convolution_pointwise(x, weight, bias, opt["padding"], opt["stride"],
-                                                            [1, 1], 1, name, scalars, "")
+                x = torch.ops.mkldnn._convolution_pointwise(x, layer.weight, layer.bias, layer.padding,
+                                                            layer.stride, [1, 1], 1, layer.activation,
+                                                            layer.scalars, "")
         return x.flatten(1)
