@@ -10,7 +10,7 @@ import torch
 
 from meld_core.algo.agent import MeldAgent
 from meld_core.algo.replay import ReplayStore, stack_trials
-from meld_core.algo.sac import Transitions
+from meld_core.algo.sac import SAC, Transitions
 from meld_core.config import DeviceConfig, ReplayConfig
 from meld_core.testing.core_fakes import random_episode, tiny_model_config, tiny_sac_config
 
@@ -280,6 +280,47 @@ def test_td_transitions_cross_the_reset_only_when_asked(across):
     frames = set(tagged_transitions(agent, batch)[1].tolist())
     # 3 -> 4 is the last frame of episode 1 into the reset frame of episode 2.
     assert frames == ({0, 1, 2, 3, 4, 5, 6} if across else {0, 1, 2, 4, 5, 6})
+
+
+@pytest.mark.parametrize("across", [False, True])
+def test_n_step_targets_sum_the_replayed_rewards_up_to_the_trial_or_episode_end(across):
+    rng = np.random.default_rng(13)
+    gamma, n = 0.9, 3
+    sac = tiny_sac_config(td_reward="next", td_dense_weight=0.5, td_sparse_weight=1.0, td_across_resets=across,
+                          batch_size=400, gamma=gamma, n_step=n)
+    agent = MeldAgent(tiny_model_config(SHAPE), sac, 2, CPU32)
+    batch = trial(rng, episodes=2, steps=3)  # frames 0-3 episode 1, 4-7 episode 2
+    batch.dense[:] = rng.uniform(-2.0, 2.0, size=batch.dense.shape).astype(np.float32)
+    batch.sparse[:] = rng.uniform(0.5, 1.0, size=batch.sparse.shape).astype(np.float32)
+    tr, frames = tagged_transitions(agent, batch)
+    # The beliefs of this call, by frame (an episode's last frame starts no transition: the one before
+    # it reaches it in one step)
+    belief_at = {int(f): tr.belief[j] for j, f in enumerate(frames)}
+    for last in (3, 7):
+        belief_at.setdefault(last, tr.next_belief[int(np.flatnonzero(frames == last - 1)[0])])
+    per_frame = 0.5 * batch.dense[0] + batch.sparse[0]  # the TD reward of i -> i+1 is frame i+1's
+    assert set(frames.tolist()) == ({0, 1, 2, 3, 4, 5, 6} if across else {0, 1, 2, 4, 5, 6})
+    for j, i in enumerate(frames):
+        end = 7 if across or i >= 4 else 3  # the last frame the target may reach
+        m = min(n, end - i)
+        expected = sum(gamma ** k * per_frame[i + 1 + k] for k in range(m))
+        assert tr.reward[j].item() == pytest.approx(expected, rel=1e-5, abs=1e-6)
+        assert tr.discount[j].item() == pytest.approx(gamma ** m, rel=1e-6)
+        torch.testing.assert_close(tr.next_belief[j], belief_at[i + m])
+
+
+def test_n_step_target_discounts_the_bootstrap_by_gamma_to_the_m():
+    sac = SAC(tiny_sac_config(gamma=0.9), belief_size=4, action_dim=2)
+    b = torch.randn(5, 4)
+    one = Transitions(b, torch.zeros(5, 2), torch.ones(5), b)
+    torch.manual_seed(0)
+    t1 = sac.td_target(one)
+    torch.manual_seed(0)
+    t2 = sac.td_target(Transitions(b, torch.zeros(5, 2), torch.ones(5), b, discount=torch.full((5,), 0.9)))
+    torch.manual_seed(0)
+    t3 = sac.td_target(Transitions(b, torch.zeros(5, 2), torch.ones(5), b, discount=torch.full((5,), 0.729)))
+    torch.testing.assert_close(t1, t2)
+    torch.testing.assert_close((t3 - 1) / 0.729, (t1 - 1) / 0.9)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")

@@ -74,6 +74,8 @@ def test_unsupported_image_shapes_raise(shape):
         (SACConfig, {"td_dense_weight": 0.0}),
         (SACConfig, {"td_dense_weight_later": -1.0}),
         (SACConfig, {"td_dense_weight_later": 0.0}),
+        (SACConfig, {"n_step": 0}),
+        (SACConfig, {"n_step": 2.5}),
         (SACConfig, {"actor_hidden": ()}),
         (ReplayConfig, {"offline_ratio": 1.5}),
         (ReplayConfig, {"num_tasks_per_train": 0}),

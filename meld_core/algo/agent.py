@@ -366,19 +366,41 @@ class MeldAgent:
             idx = torch.multinomial(valid.reshape(-1).float(), self.sac_cfg.batch_size, replacement=True,
                                     generator=self._sampler)
             bi, ti = idx // (length - 1), idx % (length - 1)
-            tr = ti if self.sac_cfg.td_reward == "current" else ti + 1
-            rewards = tb.dense[bi, tr]
-            later = self.sac_cfg.td_dense_weight_later
-            if later is not None and later != self.sac_cfg.td_dense_weight:  # per episode of the trial
-                first = torch.cumsum(tb.episode_start.long(), dim=1)[bi, tr] <= 1
-                weight = torch.where(first, self.sac_cfg.td_dense_weight, later)
-                rewards = weight.to(rewards.dtype) * rewards
-            elif self.sac_cfg.td_dense_weight != 1.0:
-                rewards = self.sac_cfg.td_dense_weight * rewards
-            if self.sac_cfg.td_sparse_weight:
-                rewards = rewards + self.sac_cfg.td_sparse_weight * tb.sparse[bi, tr]
+            rewards = self._td_rewards(tb)  # (B, L - 1): the TD reward of each transition i -> i+1
             actions = tb.actions[bi, ti].float()
-            return Transitions(beliefs[bi, ti], actions, rewards.float(), beliefs[bi, ti + 1])
+            n = self.sac_cfg.n_step
+            if n == 1:
+                return Transitions(beliefs[bi, ti], actions, rewards[bi, ti], beliefs[bi, ti + 1])
+            # m = the steps the target may take from i: n, or fewer before the trial's end (or the episode's)
+            left = length - 1 - ti
+            if not self.sac_cfg.td_across_resets:  # transitions into a reset frame are not valid
+                after = torch.arange(length, device=ti.device)[None, :] > ti[:, None]
+                resets = tb.episode_start[bi] & after
+                next_reset = torch.where(resets.any(1), resets.float().argmax(1), torch.full_like(ti, length))
+                left = torch.minimum(left, next_reset - 1 - ti)
+            m = left.clamp(max=n)
+            k = torch.arange(n, device=ti.device)
+            steps = (ti[:, None] + k).clamp(max=length - 2)
+            powers = self.sac_cfg.gamma ** k.to(rewards.dtype)
+            summed = (rewards[bi[:, None], steps] * powers * (k < m[:, None])).sum(1)
+            discount = self.sac_cfg.gamma ** m.to(rewards.dtype)
+            return Transitions(beliefs[bi, ti], actions, summed, beliefs[bi, ti + m], discount)
+
+    def _td_rewards(self, tb: TorchTrialBatch) -> torch.Tensor:
+        """The critic's reward of every transition i -> i+1 of the trials, (B, L - 1), fp32: frame i's or
+        i+1's (`td_reward`), dense and sparse weighted (`td_dense_weight`, per episode of the trial with
+        `td_dense_weight_later`)."""
+        frames = slice(0, -1) if self.sac_cfg.td_reward == "current" else slice(1, None)
+        rewards = tb.dense[:, frames].float()
+        later = self.sac_cfg.td_dense_weight_later
+        if later is not None and later != self.sac_cfg.td_dense_weight:  # per episode of the trial
+            first = torch.cumsum(tb.episode_start.long(), dim=1)[:, frames] <= 1
+            rewards = torch.where(first, self.sac_cfg.td_dense_weight, later) * rewards
+        elif self.sac_cfg.td_dense_weight != 1.0:
+            rewards = self.sac_cfg.td_dense_weight * rewards
+        if self.sac_cfg.td_sparse_weight:
+            rewards = rewards + self.sac_cfg.td_sparse_weight * tb.sparse[:, frames].float()
+        return rewards
 
     def update_actor_critic(self, batch: TrialBatch | TorchTrialBatch) -> dict[str, float]:
         """One SAC step on transitions drawn from `batch` (a trial pool); the model is untouched."""

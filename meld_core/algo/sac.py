@@ -6,7 +6,9 @@ Reference behaviour (the reference's `meld_agent.py`; network details from SLAC)
   [-1, 1]. Critics: twin ReLU MLPs on [belief, action] -> scalar, each with a target copy updated
   by Polyak averaging (tau 0.005) after every step. Glorot-uniform init.
 - Critic loss: 0.5 * MSE per critic, summed; target r + gamma * (min target Q(b', a') - alpha log pi(a'|b')),
-  a' ~ pi(.|b'); no terminal cut (episodes end by time limit with discount 1).
+  a' ~ pi(.|b'); no terminal cut (episodes end by time limit with discount 1). With `n_step` > 1 (not
+  the reference) r is the discounted sum of the replayed rewards of up to n steps, b' the belief after
+  them and gamma^m the discount.
 - Actor loss: mean(alpha * log pi - min Q). Temperature loss: mean(-log_alpha * (log pi + H_target)),
   the gradient taken with respect to log alpha.
 - The belief is an input only: it is computed without gradient, so nothing here changes the model.
@@ -82,12 +84,15 @@ class TwinCritic(nn.Module):
 
 @dataclass
 class Transitions:
-    """An AC batch: beliefs b_i and b_{i+1} (N, D), actions a_i (N, A), TD rewards (N,)."""
+    """An AC batch: beliefs b_i and b_{i+1} (N, D), actions a_i (N, A), TD rewards (N,); with n-step
+    targets, the discounted reward sum of m steps, b_{i+m} as `next_belief` and `discount` g^m (N,)
+    (None: gamma, one step)."""
 
     belief: Tensor
     action: Tensor
     reward: Tensor
     next_belief: Tensor
+    discount: Tensor | None = None
 
 
 class SAC(nn.Module):
@@ -122,7 +127,8 @@ class SAC(nn.Module):
             next_action, next_log_pi = self.actor.sample(batch.next_belief)
             q1, q2 = self.target_critic(batch.next_belief, next_action)
             next_v = torch.min(q1, q2) - self.alpha * next_log_pi
-            return self.cfg.reward_scale * batch.reward + self.cfg.gamma * next_v
+            discount = self.cfg.gamma if batch.discount is None else batch.discount
+            return self.cfg.reward_scale * batch.reward + discount * next_v
 
     def critic_loss(self, batch: Transitions, target: Tensor) -> Tensor:
         q1, q2 = self.critic(batch.belief, batch.action)

@@ -176,6 +176,14 @@ class SACConfig:
     # episode 1 (search on the sparse reward) and 1 in episode 2 (go to the goal the belief points at).
     td_dense_weight_later: float | None = None
     td_sparse_weight: float = 0.0
+    # n-step TD targets: r_i + g r_{i+1} + ... + g^(m-1) r_{i+m-1} + g^m V(b_{i+m}), m = min(n, frames left
+    # in the trial, or in the episode without td_across_resets). 1 (reference): one-step targets. With a
+    # sparse reward the one-step target moves a route's value back one frame per round of policy
+    # improvement along it, so a route the policy does not take yet (an offline episode's, another
+    # port's) is worth nothing to the critic for long; n steps of the replayed rewards carry it back n
+    # frames at once. The rewards of those steps are the replayed actions' (no off-policy correction,
+    # no entropy bonus inside the n steps), as in n-step DQN/D4PG.
+    n_step: int = 1
     grad_clip: float | None = None  # global grad-norm clip for actor and critic; reference: none
 
     def __post_init__(self) -> None:
@@ -205,6 +213,8 @@ class SACConfig:
             raise ValueError("SACConfig: a dense weight and td_sparse_weight are both 0: no TD reward")
         if self.td_loss_weight <= 0:
             raise ValueError(f"SACConfig.td_loss_weight must be > 0, got {self.td_loss_weight}")
+        if isinstance(self.n_step, bool) or not isinstance(self.n_step, int) or self.n_step < 1:
+            raise ValueError(f"SACConfig.n_step must be an int >= 1, got {self.n_step!r}")
         if self.grad_clip is not None and not self.grad_clip > 0:
             raise ValueError(f"SACConfig.grad_clip must be > 0 or None, got {self.grad_clip}")
 
