@@ -286,8 +286,8 @@ def test_td_transitions_cross_the_reset_only_when_asked(across):
 def test_n_step_targets_sum_the_replayed_rewards_up_to_the_trial_or_episode_end(across):
     rng = np.random.default_rng(13)
     gamma, n = 0.9, 3
-    sac = tiny_sac_config(td_reward="next", td_dense_weight=0.5, td_sparse_weight=1.0, td_across_resets=across,
-                          batch_size=400, gamma=gamma, n_step=n)
+    sac = tiny_sac_config(td_reward="next", td_dense_weight=0.5, td_sparse_weight=1.0,
+                          td_across_resets=across, batch_size=400, gamma=gamma, n_step=n)
     agent = MeldAgent(tiny_model_config(SHAPE), sac, 2, CPU32)
     batch = trial(rng, episodes=2, steps=3)  # frames 0-3 episode 1, 4-7 episode 2
     batch.dense[:] = rng.uniform(-2.0, 2.0, size=batch.dense.shape).astype(np.float32)
