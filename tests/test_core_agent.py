@@ -282,6 +282,28 @@ def test_td_transitions_cross_the_reset_only_when_asked(across):
     assert frames == ({0, 1, 2, 3, 4, 5, 6} if across else {0, 1, 2, 4, 5, 6})
 
 
+def test_restore_belief_continues_a_trial_from_a_saved_belief():
+    rng = np.random.default_rng(14)
+    agent = make_agent()
+    batch = trial(rng, episodes=2, steps=3)  # frames 0-3 episode 1, 4-7 episode 2
+    noise = [(torch.randn(1, 8), torch.randn(1, 4)) for _ in range(batch.trial_length)]
+
+    def observe(frames):
+        for t in frames:
+            agent.observe(batch.images[0, t], float(batch.dense[0, t]), episode_start=t in (0, 4),
+                          prev_action=torch.as_tensor(batch.actions[0, t - 1])[None] if t else None,
+                          noise=noise[t])
+        return agent.belief()
+
+    agent.reset_belief()
+    observe(range(4))
+    saved = agent.save_belief()
+    first = observe(range(4, 8))
+    observe(range(4, 6))  # another continuation moves the belief on
+    agent.restore_belief(saved)
+    np.testing.assert_array_equal(observe(range(4, 8)), first)
+
+
 @pytest.mark.parametrize("across", [False, True])
 def test_n_step_targets_sum_the_replayed_rewards_up_to_the_trial_or_episode_end(across):
     rng = np.random.default_rng(13)

@@ -243,6 +243,15 @@ class MeldAgent:
         if self._act_encoder is not None:  # an agent that acts: repack now if the weights changed, not
             self._acting_encoder()  # in the next tick (one that never acted, e.g. a learner, builds none)
 
+    def save_belief(self) -> tuple[Posterior | None, torch.Tensor | None]:
+        """The online filter's state (the belief and the action act() last returned), to come back to
+        with `restore_belief`: several continuations of a trial from one belief (diagnostics)."""
+        return self._state, self._prev_action
+
+    def restore_belief(self, saved: tuple[Posterior | None, torch.Tensor | None]) -> None:
+        """Go back to a state `save_belief` returned (the filter never changes a state in place)."""
+        self._state, self._prev_action = saved
+
     def observe(
         self,
         image: np.ndarray,
