@@ -109,7 +109,8 @@ def main() -> int:
             for name in names:
                 agent.restore_belief(after_episode_1)
                 port = None if name == "agent" else int(name.split("_")[1])
-                routes[name].append(route(env, agent, reward_input, port, None if port is None else oracle))
+                record = route(env, agent, reward_input, port, None if port is None else oracle)
+                routes[name].append({**record, "goal": int(task.params["port"])})
     finally:
         env.close()
 
@@ -123,16 +124,32 @@ def main() -> int:
                 "success": float(np.mean([r["success"] for r in rs])),
                 "first_entry_mean": float(np.mean(entries)) if entries else None}
 
+    def before_entry(rs: list[dict[str, Any]]) -> dict[str, Any]:
+        """Means at the frame before the plug entered the route's port: what the belief expects there."""
+        at = [(r["v"][r["entry"] - 1], r["predicted_dense"][r["entry"] - 1], r["dense"][r["entry"] - 1])
+              for r in rs if r["entry"]]
+        v, predicted, dense = np.mean(at, axis=0) if at else (None, None, None)
+        return {"routes": len(at), "v": v, "predicted_dense": predicted, "dense": dense}
+
+    expert = [(int(n.split("_")[1]), r) for n in names[1:] for r in routes[n]]
     out = {"bench": "route_values", "run_dir": args.run_dir, "checkpoint": args.checkpoint,
            "env_steps": state["counters"]["env_steps"], "goal_port": args.goal_port, "tasks": len(tasks),
            "episode_1_success": float(np.mean(ep1_success)), "episode_1_ports_entered": ep1_ports,
-           "routes": {n: summary(rs) for n, rs in routes.items()}}
+           "routes": {n: summary(rs) for n, rs in routes.items()},
+           # the frame before the expert's plug enters the goal port, and another port
+           "before_entry_goal": before_entry([r for port, r in expert if port == r["goal"]]),
+           "before_entry_other": before_entry([r for port, r in expert if port != r["goal"]])}
     for n in names:
         s = out["routes"][n]
         v = s["v"]
         print(f"{n:8s} success {s['success']:.2f} entry {s['first_entry_mean']}  V at t=0,5,10,20,30,40: "
               + " ".join(f"{v[t]:.2f}" for t in (0, 5, 10, 20, 30, 40) if t < len(v)), file=sys.stderr)
-    print(json.dumps(out))
+    for key in ("before_entry_goal", "before_entry_other"):
+        b = out[key]
+        if b["routes"]:
+            print(f"{key}: V {b['v']:.2f}, predicted dense {b['predicted_dense']:.2f}, true {b['dense']:.2f} "
+                  f"({b['routes']} routes)", file=sys.stderr)
+    print(json.dumps(out, default=float))
     return 0
 
 
