@@ -88,6 +88,22 @@ def summarise(trials: list[list[dict[str, Any]]], per_trial: int, num_ports: int
     return out
 
 
+def load_widowx_agent(run_dir: str, checkpoint: str, threads: int, bench: str) -> tuple[Any, ...]:
+    """(config, checkpoint state, env, agent) of a widowx_insertion run, torch on `threads` threads; the
+    caller closes the env."""
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    import torch
+
+    from meld_core.train.setup import load_run_agent
+
+    torch.set_num_threads(threads)
+    _, config, state, env, agent = load_run_agent(run_dir, checkpoint=checkpoint, device="cpu")
+    if config.env != "widowx_insertion":
+        env.close()
+        raise SystemExit(f"{run_dir} is a {config.env} run; {bench} needs widowx_insertion")
+    return config, state, env, agent
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--run-dir", required=True)
@@ -96,16 +112,9 @@ def main() -> int:
     ap.add_argument("--stochastic", action="store_true", help="sample actions instead of the policy mean")
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
-    os.environ.setdefault("MUJOCO_GL", "egl")
-    import torch
-
+    config, state, env, agent = load_widowx_agent(args.run_dir, args.checkpoint, args.threads, "port_search")
     from meld_core.train.evaluation import evaluate
-    from meld_core.train.setup import load_run_agent
 
-    torch.set_num_threads(args.threads)
-    _, config, state, env, agent = load_run_agent(args.run_dir, checkpoint=args.checkpoint, device="cpu")
-    if config.env != "widowx_insertion":
-        raise SystemExit(f"{args.run_dir} is a {config.env} run; port_search needs widowx_insertion")
     try:
         per_trial = config.train.episodes_per_trial
         result = evaluate(agent, env, list(env.eval_tasks), per_trial, args.rounds, config.model.reward_input,

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from typing import Any
 
@@ -78,18 +77,12 @@ def main() -> int:
     ap.add_argument("--tasks", type=int, default=10, help="at most this many tasks")
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
-    os.environ.setdefault("MUJOCO_GL", "egl")
-    import torch
-    from port_search import port_entries
+    from port_search import load_widowx_agent, port_entries
 
+    config, state, env, agent = load_widowx_agent(args.run_dir, args.checkpoint, args.threads, "route_values")
     from meld_core.robot.oracle import InsertionOracle
     from meld_core.train.rollout import run_trial
-    from meld_core.train.setup import load_run_agent
 
-    torch.set_num_threads(args.threads)
-    _, config, state, env, agent = load_run_agent(args.run_dir, checkpoint=args.checkpoint, device="cpu")
-    if config.env != "widowx_insertion":
-        raise SystemExit(f"{args.run_dir} is a {config.env} run; route_values needs widowx_insertion")
     reward_input = config.model.reward_input
     cfg = env.config
     oracle = InsertionOracle(env.kinematics, cfg.control_hz, cfg.action_scale, cfg.velocity_quantum)
