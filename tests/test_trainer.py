@@ -236,8 +236,9 @@ def test_resume_with_a_larger_budget_continues_a_finished_run(tmp_path):
 def test_widowx_small_sparse_stage_critic_sees_only_the_sparse_reward():
     dense = preset_config("widowx_insertion", "small")
     sparse = preset_config("widowx_insertion", "small", "sparse")
-    for cfg, expected in ((dense, (1, 0, False)), (sparse, (0, 1, True))):
-        assert (cfg.sac.td_dense_weight, cfg.sac.td_sparse_weight, cfg.sac.td_across_resets) == expected
+    for cfg, expected in ((dense, (1, 0, False, 1)), (sparse, (0, 1, True, 10))):
+        assert (cfg.sac.td_dense_weight, cfg.sac.td_sparse_weight, cfg.sac.td_across_resets,
+                cfg.sac.n_step) == expected
     assert sparse.model.reward_input == "sparse" and sparse.env_config["train_ports_per_pose"] == 4
 
 
