@@ -32,6 +32,10 @@ from typing import Any
 import numpy as np
 
 
+def route_name(port: int | None) -> str:
+    return "agent" if port is None else f"port_{port}"
+
+
 def route(env: Any, agent: Any, reward_input: str, port: int | None, oracle: Any) -> dict[str, Any]:
     """Episode 2 from the agent's current belief: the agent acting (`port` None) or the expert into
     `port`, the agent's posterior observing. Returns V and Q per frame, success and first entry."""
@@ -41,8 +45,8 @@ def route(env: Any, agent: Any, reward_input: str, port: int | None, oracle: Any
 
     values, qs, predicted, dense, entry = [], [], [], [], None
     obs = env.reset()
-    if oracle is not None:
-        oracle.reset()
+    oracle.reset()
+    target = env.rig.port_pose(env.goal, port) if port is not None else None
     prev = None
     for t in range(env.spec.episode_length + 1):
         r = 0.0 if t == 0 else posterior_reward(obs, reward_input)
@@ -50,7 +54,6 @@ def route(env: Any, agent: Any, reward_input: str, port: int | None, oracle: Any
             action = agent.act(obs.image, r, episode_start=(t == 0), deterministic=True)
         else:
             agent.observe(obs.image, r, episode_start=(t == 0), prev_action=prev)
-            target = env.rig.port_pose(env.goal, port)
             action = np.asarray(oracle.act(env.joint_state()[0], target), np.float32)
         with torch.inference_mode():
             belief = torch.as_tensor(agent.belief())[None]
@@ -90,8 +93,8 @@ def main() -> int:
     tasks = tasks[:args.tasks]
     if not tasks:
         raise SystemExit(f"no held-out task has goal port {args.goal_port}")
-    names = ["agent"] + [f"port_{k}" for k in range(cfg.num_ports)]
-    routes: dict[str, list[dict[str, Any]]] = {n: [] for n in names}
+    ports: list[int | None] = [None, *range(cfg.num_ports)]  # None: the agent's own route
+    routes: dict[int | None, list[dict[str, Any]]] = {p: [] for p in ports}
     ep1_success, ep1_ports = [], []
     try:
         for task in tasks:
@@ -99,16 +102,16 @@ def main() -> int:
             ep1_success.append(trial.episodes[0].success)
             ep1_ports.append(port_entries(trial.episodes[0])[0])
             after_episode_1 = agent.save_belief()
-            for name in names:
+            for port in ports:
                 agent.restore_belief(after_episode_1)
-                port = None if name == "agent" else int(name.split("_")[1])
-                record = route(env, agent, reward_input, port, None if port is None else oracle)
-                routes[name].append({**record, "goal": int(task.params["port"])})
+                record = route(env, agent, reward_input, port, oracle)
+                routes[port].append({**record, "goal": int(task.params["port"])})
     finally:
         env.close()
 
     def summary(rs: list[dict[str, Any]]) -> dict[str, Any]:
         entries = [r["entry"] for r in rs if r["entry"] is not None]
+
         def mean(key: str) -> list[float]:
             return [round(float(x), 3) for x in np.mean([r[key] for r in rs], axis=0)]
 
@@ -124,15 +127,15 @@ def main() -> int:
         v, predicted, dense = np.mean(at, axis=0) if at else (None, None, None)
         return {"routes": len(at), "v": v, "predicted_dense": predicted, "dense": dense}
 
-    expert = [(int(n.split("_")[1]), r) for n in names[1:] for r in routes[n]]
+    expert = [(port, r) for port in ports if port is not None for r in routes[port]]
     out = {"bench": "route_values", "run_dir": args.run_dir, "checkpoint": args.checkpoint,
            "env_steps": state["counters"]["env_steps"], "goal_port": args.goal_port, "tasks": len(tasks),
            "episode_1_success": float(np.mean(ep1_success)), "episode_1_ports_entered": ep1_ports,
-           "routes": {n: summary(rs) for n, rs in routes.items()},
+           "routes": {route_name(p): summary(rs) for p, rs in routes.items()},
            # the frame before the expert's plug enters the goal port, and another port
            "before_entry_goal": before_entry([r for port, r in expert if port == r["goal"]]),
            "before_entry_other": before_entry([r for port, r in expert if port != r["goal"]])}
-    for n in names:
+    for n in map(route_name, ports):
         s = out["routes"][n]
         v = s["v"]
         print(f"{n:8s} success {s['success']:.2f} entry {s['first_entry_mean']}  V at t=0,5,10,20,30,40: "
