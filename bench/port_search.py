@@ -4,10 +4,11 @@
     MUJOCO_GL=egl python bench/port_search.py --run-dir runs/wx_sparse --checkpoint latest --stochastic
 
 Meta-tests a checkpoint on the run's held-out tasks (as `meld eval`, the posterior seeing the run's reward
-input) and reads, at every step of its episodes, the port the plug tip is inside (the env's
-`inserted_port` in the frame infos the evaluation keeps: lateral, depth and angle within the success
-tolerances of that port). An episode's *visits* are those ports in the order entered (a port entered twice
-in a row counts once), with the step of each entry.
+input; `--tasks train`: on its train tasks instead, to choose a setting such as `--stochastic` without
+looking at the held-out tasks) and reads, at every step of its episodes, the port the plug tip is
+inside (the env's `inserted_port` in the frame infos the evaluation keeps: lateral, depth and angle
+within the success tolerances of that port). An episode's *visits* are those ports in the order
+entered (a port entered twice in a row counts once), with the step of each entry.
 
 What a Bayes-optimal searcher with the sparse reward does: episode 1 enters ports one after another
 until one pays and stays there; episode 2 goes straight to the port that paid (or tries the ports
@@ -108,7 +109,10 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--run-dir", required=True)
     ap.add_argument("--checkpoint", default="best", help="best, latest or a checkpoint file")
-    ap.add_argument("--rounds", type=int, default=10, help="trials per held-out task")
+    ap.add_argument("--rounds", type=int, default=10, help="trials per task")
+    ap.add_argument("--tasks", choices=("held-out", "train"), default="held-out",
+                    help="the run's held-out tasks (a meta-test) or its train tasks (to choose a setting "
+                         "without looking at the held-out ones)")
     ap.add_argument("--stochastic", action="store_true", help="sample actions instead of the policy mean")
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
@@ -117,14 +121,15 @@ def main() -> int:
 
     try:
         per_trial = config.train.episodes_per_trial
-        result = evaluate(agent, env, list(env.eval_tasks), per_trial, args.rounds, config.model.reward_input,
+        tasks = env.eval_tasks if args.tasks == "held-out" else env.train_tasks
+        result = evaluate(agent, env, list(tasks), per_trial, args.rounds, config.model.reward_input,
                           deterministic=not args.stochastic)
         figures = summarise(trial_records(result), per_trial, env.config.num_ports)
     finally:
         env.close()
     figures = {"bench": "port_search", "run_dir": args.run_dir, "checkpoint": args.checkpoint,
                "env_steps": state["counters"]["env_steps"], "reward_input": config.model.reward_input,
-               "deterministic": not args.stochastic, **figures}
+               "tasks": args.tasks, "deterministic": not args.stochastic, **figures}
     print(json.dumps(figures))
     return 0
 

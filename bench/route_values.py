@@ -56,7 +56,7 @@ def route(env: Any, agent: Any, reward_input: str, port: int | None, oracle: Any
             agent.observe(obs.image, r, episode_start=(t == 0), prev_action=prev)
             action = np.asarray(oracle.act(env.joint_state()[0], target), np.float32)
         with torch.inference_mode():
-            belief = torch.as_tensor(agent.belief())[None]
+            belief = torch.as_tensor(agent.policy_input())[None]
             mean = agent.sac.actor(belief, deterministic=True)
             values.append(float(torch.min(*agent.sac.critic(belief, mean))))
             qs.append(float(torch.min(*agent.sac.critic(belief, torch.as_tensor(action)[None]))))

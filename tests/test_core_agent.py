@@ -455,3 +455,61 @@ def test_act_runs_on_the_actor_threads_and_gives_the_learner_its_threads_back():
     torch.set_num_threads(2)  # the learner's (the autouse fixture restores the test's own)
     agent.act(rng.integers(0, 256, SHAPE, dtype=np.uint8), 0.0, episode_start=True)
     assert seen == [agent.device_cfg.actor_threads] == [1] and torch.get_num_threads() == 2
+
+
+def test_reward_memory_is_the_latest_rewarded_frames_z1_mean_online_and_batched():
+    rng = np.random.default_rng(11)
+    agent = MeldAgent(tiny_model_config(SHAPE, reward_input="sparse", z2_transition="gru"),
+                      tiny_sac_config(reward_memory=0.5), action_dim=2, device=CPU32, seed=0)
+    batch = trial(rng, episodes=2, steps=4)  # 10 frames, the second episode starts at frame 5
+    batch.sparse[0] = 0.0
+    batch.sparse[0, 2], batch.sparse[0, 3], batch.sparse[0, 8] = 1.3, 0.4, 1.1  # 0.4: under the threshold
+    tb = batch.to_torch()
+    length = batch.trial_length
+    noise = (torch.randn(1, length, 8), torch.randn(1, length, 4))
+    with torch.no_grad():
+        feats = agent.model.encode(tb.images, tb.sparse)
+        beliefs = agent.model.filter(feats, tb.actions, noise).belief()
+        batched = agent.policy_inputs(tb, beliefs)[0].numpy()
+    z1 = 8
+    assert batched.shape == (length, 24 + z1 + 1)
+    np.testing.assert_array_equal(batched[:2, 24:], 0.0)  # nothing rewarded yet
+    for t, source in ((2, 2), (3, 2), (5, 2), (7, 2), (8, 8), (9, 8)):  # held across the reset at frame 5
+        np.testing.assert_allclose(batched[t, 24:24 + z1], batched[source, :z1])
+        assert batched[t, -1] == 1.0
+    agent.reset_belief()
+    online = []
+    for t in range(length):
+        agent.observe(batch.images[0, t], batch.sparse[0, t], episode_start=bool(batch.episode_start[0, t]),
+                      prev_action=batch.actions[0, t - 1] if t else None,
+                      noise=(noise[0][:, t], noise[1][:, t]))
+        online.append(agent.policy_input())
+    np.testing.assert_allclose(np.stack(online), batched, rtol=1e-4, atol=1e-5)
+    assert agent.ac_transitions(tb).belief.shape == (64, 24 + z1 + 1)
+    agent.reset_belief()  # a new trial forgets
+    agent.observe(batch.images[0, 0], 0.0, episode_start=True)
+    assert np.all(agent.policy_input()[24:] == 0.0)
+
+
+def test_an_agent_with_reward_memory_starts_from_one_without_it_unchanged():
+    rng = np.random.default_rng(12)
+    source = make_agent(reward_input="sparse")
+    for p in source.sac.parameters():  # not the zero biases of a fresh init
+        p.data.normal_()
+    agent = MeldAgent(tiny_model_config(SHAPE, reward_input="sparse"), tiny_sac_config(reward_memory=0.5),
+                      action_dim=2, device=CPU32, seed=3)
+    agent.load_weights(source.state_dict())
+    belief, action = torch.randn(5, 24), torch.rand(5, 2) * 2 - 1
+    memory = torch.cat([torch.randn(5, 8), torch.ones(5, 1)], dim=-1)
+    with torch.no_grad():
+        widened = torch.cat([belief, memory], dim=-1)
+        torch.testing.assert_close(agent.sac.actor(widened, deterministic=True),
+                                   source.sac.actor(belief, deterministic=True))
+        for mine, theirs in ((agent.sac.critic, source.sac.critic), (agent.sac.target_critic,
+                                                                     source.sac.target_critic)):
+            torch.testing.assert_close(mine(widened, action), theirs(belief, action))
+    image = rng.integers(0, 256, SHAPE, dtype=np.uint8)
+    assert agent.act(image, 0.0, episode_start=True).shape == (2,)
+    with pytest.raises(ValueError, match="reward_memory needs a reward"):
+        MeldAgent(tiny_model_config(SHAPE, reward_input="none"), tiny_sac_config(reward_memory=0.5),
+                  action_dim=2, device=CPU32)

@@ -76,6 +76,7 @@ def test_unsupported_image_shapes_raise(shape):
         (SACConfig, {"td_dense_weight_later": 0.0}),
         (SACConfig, {"n_step": 0}),
         (SACConfig, {"n_step": 2.5}),
+        (SACConfig, {"reward_memory": float("nan")}),
         (SACConfig, {"actor_hidden": ()}),
         (ReplayConfig, {"offline_ratio": 1.5}),
         (ReplayConfig, {"num_tasks_per_train": 0}),
@@ -134,7 +135,9 @@ def test_overrides_set_dotted_keys_and_are_validated():
                                ({"env_config.episode_lenght": 3}, "RunConfig.env_config: unknown key"),
                                ({"env_config.episode_length": 2.5},
                                 "env_config.episode_length: expected int"),
-                               ({"sac.gamma": 1.5}, "SACConfig.gamma must be in")):
+                               ({"sac.gamma": 1.5}, "SACConfig.gamma must be in"),
+                               ({"sac.reward_memory": 0.5, "model.reward_input": "none"},
+                                "sac.reward_memory needs a reward in the posterior")):
         with pytest.raises(ValueError, match=message):
             base.with_overrides(overrides)
 

@@ -20,6 +20,9 @@ Learning: `update_model(batch)` is one Adam step on the negative ELBO of a model
 (reference: fresh every AC step, never cached), draws `batch_size` transitions i -> i+1 with
 replacement among those that do not cross an episode boundary (all of them with
 `SACConfig.td_across_resets`), and does one SAC step. Actor-critic losses never reach the model.
+With `SACConfig.reward_memory` the actor and critic see the belief and a trial-level memory (z1's mean
+at the trial's latest rewarded frame, and a flag), in act() and in the AC batches alike
+(`policy_inputs`).
 
 Precision: learner convolutions run under bf16 autocast on CPU (`DeviceConfig.cpu_bf16`) and on
 CUDA (`cuda_amp`). `act()` runs its encoder in bf16 where the CPU has native bf16
@@ -101,7 +104,8 @@ class Agent(Protocol):
     def load_weights(self, state: dict[str, Any]) -> None:
         """Initialise the networks (model, actor, critics, targets, temperature) from another agent's
         `state_dict()`, e.g. a stage-1 run's, whose config may differ in what does not change a shape
-        (the reward the posterior sees, learning rates, SAC options). Optimisers and RNG stay fresh."""
+        (the reward the posterior sees, learning rates, SAC options; an agent without the reward memory
+        gives one with it zero weights on the memory inputs). Optimisers and RNG stay fresh."""
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what `state_dict` returned."""
@@ -163,13 +167,18 @@ class MeldAgent:
             self.model.compile_filter("reduce-overhead" if cuda else None)
         self.model_opt = torch.optim.Adam(self.model.parameters(), lr=model_cfg.lr, eps=model_cfg.adam_eps,
                                           fused=cuda)
-        self.sac = SAC(sac_cfg, model_cfg.belief_size, self.action_dim, self.device)
+        if sac_cfg.reward_memory is not None and model_cfg.reward_input == "none":
+            raise ValueError("SACConfig.reward_memory needs a reward in the posterior "
+                             "(reward_input != 'none')")
+        self.memory_size = 0 if sac_cfg.reward_memory is None else model_cfg.latent1_size + 1
+        self.sac = SAC(sac_cfg, model_cfg.belief_size + self.memory_size, self.action_dim, self.device)
         self._sampler = torch.Generator(device=self.device)
         self._sampler.manual_seed(seed + 1)
         self.model_updates = 0
         self.ac_updates = 0
         self._state: Posterior | None = None
         self._prev_action: torch.Tensor | None = None
+        self._memory: torch.Tensor | None = None  # (1, memory_size) with reward_memory, else None
 
     # ------------------------------------------------------------------ precision
     @property
@@ -240,17 +249,20 @@ class MeldAgent:
         """Forget the belief: the next frame is the first frame of a new trial."""
         self._state = None
         self._prev_action = None
+        self._memory = None
         if self._act_encoder is not None:  # an agent that acts: repack now if the weights changed, not
             self._acting_encoder()  # in the next tick (one that never acted, e.g. a learner, builds none)
 
-    def save_belief(self) -> tuple[Posterior | None, torch.Tensor | None]:
-        """The online filter's state (the belief and the action act() last returned), to come back to
-        with `restore_belief`: several continuations of a trial from one belief (diagnostics)."""
-        return self._state, self._prev_action
+    def save_belief(self) -> tuple[Posterior | None, torch.Tensor | None, torch.Tensor | None]:
+        """The online filter's state (the belief, the action act() last returned and the reward memory),
+        to come back to with `restore_belief`: several continuations of a trial from one belief
+        (diagnostics)."""
+        return self._state, self._prev_action, self._memory
 
-    def restore_belief(self, saved: tuple[Posterior | None, torch.Tensor | None]) -> None:
+    def restore_belief(self, saved: tuple[Posterior | None, torch.Tensor | None, torch.Tensor | None],
+                       ) -> None:
         """Go back to a state `save_belief` returned (the filter never changes a state in place)."""
-        self._state, self._prev_action = saved
+        self._state, self._prev_action, self._memory = saved
 
     def observe(
         self,
@@ -295,6 +307,12 @@ class MeldAgent:
                     raise RuntimeError("no previous action: call act() on every frame, or pass prev_action")
             self._state = self.model.filter_step(feats, self._state, a_prev, noise)
             self._prev_action = None
+            if self.memory_size:
+                if self._memory is None:
+                    self._memory = torch.zeros(1, self.memory_size, device=self.device)
+                if reward >= self.sac_cfg.reward_memory:
+                    flag = torch.ones(1, 1, device=self.device)
+                    self._memory = torch.cat([self._state.z1_mean.float(), flag], dim=-1)
         return self.belief()
 
     def act(
@@ -313,15 +331,26 @@ class MeldAgent:
             self.observe(image, reward, episode_start=episode_start, prev_action=prev_action)
             assert self._state is not None
             with torch.inference_mode():
-                action = self.sac.actor(self._state.belief(), deterministic=deterministic)
+                action = self.sac.actor(self._policy_input(), deterministic=deterministic)
         self._prev_action = action
         return action[0].float().cpu().numpy()
 
     def belief(self) -> np.ndarray:
-        """The actor's input at the current frame: [z1 mean, z1 std, z2 mean, z2 std]."""
+        """The model's belief at the current frame: [z1 mean, z1 std, z2 mean, z2 std]."""
         if self._state is None:
             raise RuntimeError("no belief yet: call act() (or observe()) on a frame first")
         return self._state.belief()[0].float().cpu().numpy()
+
+    def policy_input(self) -> np.ndarray:
+        """The actor's and critic's input at the current frame: the belief, then the reward memory
+        (`SACConfig.reward_memory`; none by default)."""
+        return self._policy_input()[0].float().cpu().numpy()
+
+    def _policy_input(self) -> torch.Tensor:
+        if self._state is None:
+            raise RuntimeError("no belief yet: call act() (or observe()) on a frame first")
+        belief = self._state.belief()
+        return belief if self._memory is None else torch.cat([belief, self._memory.to(belief.dtype)], dim=-1)
 
     def predicted_reward(self) -> tuple[float, float]:
         """Reward decoder (mean, std) at the filter's current posterior sample (z1, z2)."""
@@ -364,7 +393,7 @@ class MeldAgent:
     def ac_transitions(self, tb: TorchTrialBatch) -> Transitions:
         """Beliefs of the trial pool (no gradient) and `batch_size` valid transitions drawn from it."""
         with torch.no_grad():
-            beliefs = self.model.beliefs(tb.images, tb.actions, tb.dense, tb.sparse)  # (B, L, D)
+            beliefs = self.policy_inputs(tb, self.model.beliefs(tb.images, tb.actions, tb.dense, tb.sparse))
             b, length = beliefs.shape[:2]
             if length < 2:
                 raise ValueError("AC batches need trials of at least 2 frames")
@@ -394,6 +423,22 @@ class MeldAgent:
             summed = (rewards[bi[:, None], steps] * powers * (k < m[:, None])).sum(1)
             discount = self.sac_cfg.gamma ** m.to(rewards.dtype)
             return Transitions(beliefs[bi, ti], actions, summed, beliefs[bi, ti + m], discount)
+
+    def policy_inputs(self, tb: TorchTrialBatch, beliefs: torch.Tensor) -> torch.Tensor:
+        """The actor's and critic's input at every frame of the trials, (B, L, D + memory_size): the
+        beliefs, then (with `reward_memory`) z1's mean at the latest frame so far whose posterior reward
+        input reached the threshold, and a flag; zeros before any. The same as act() builds online."""
+        if not self.memory_size:
+            return beliefs
+        rewards = self.model.select_rewards(tb.dense, tb.sparse, self.model_cfg.reward_input)
+        length = beliefs.shape[1]
+        frames = torch.arange(length, device=beliefs.device).expand_as(rewards)
+        hit = torch.where(rewards.float() >= self.sac_cfg.reward_memory, frames, torch.full_like(frames, -1))
+        latest = torch.cummax(hit, dim=1).values  # (B, L): the latest rewarded frame so far, or -1
+        z1 = self.model_cfg.latent1_size
+        seen = (latest >= 0)[..., None].to(beliefs.dtype)
+        memory = torch.gather(beliefs[..., :z1], 1, latest.clamp(min=0)[..., None].expand(-1, -1, z1)) * seen
+        return torch.cat([beliefs, memory, seen], dim=-1)
 
     def _td_rewards(self, tb: TorchTrialBatch) -> torch.Tensor:
         """The critic's reward of every transition i -> i+1 of the trials, (B, L - 1), fp32: frame i's or
@@ -446,14 +491,32 @@ class MeldAgent:
     def load_weights(self, state: dict[str, Any]) -> None:
         """Initialise the networks (model, actor, critics, targets, temperature) from another agent's
         `state_dict()`, e.g. a stage-1 run's, whose config may differ in what does not change a shape
-        (the reward the posterior sees, learning rates, SAC options). Optimisers and RNG stay fresh."""
+        (the reward the posterior sees, learning rates, SAC options; an agent without the reward memory
+        gives one with it zero weights on the memory inputs). Optimisers and RNG stay fresh."""
         try:
             self.model.load_state_dict(state["model"])
-            self.sac.load_state_dict(state["sac"])
+            self.sac.load_state_dict(self._with_memory_columns(state["sac"]))
         except RuntimeError as exc:  # missing keys or shape mismatches
             raise ValueError(f"the checkpoint's networks do not fit this agent ({exc})") from None
         self._weights_version += 1
         self.reset_belief()
+
+    def _with_memory_columns(self, sac_state: dict[str, Any]) -> dict[str, Any]:
+        """SAC weights of an agent without the reward memory, widened for this one's: zero columns for
+        the memory inputs in the first layers of the actor and critics (between the belief and the
+        action), so the networks start as the source's, the memory ignored until training uses it."""
+        belief = self.model_cfg.belief_size
+        first = {"actor.net.0.weight": belief, **{f"{c}.{q}.0.weight": belief + self.action_dim
+                                                for c in ("critic", "target_critic") for q in ("q1", "q2")}}
+        if not self.memory_size or sac_state.get("actor.net.0.weight", torch.empty(0, 0)).shape[1] != belief:
+            return sac_state
+        out = dict(sac_state)
+        for name, width in first.items():
+            w = sac_state[name]
+            if w.shape[1] == width:
+                zeros = w.new_zeros(w.shape[0], self.memory_size)
+                out[name] = torch.cat([w[:, :belief], zeros, w[:, belief:]], dim=1)
+        return out
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore everything `state_dict` saved; the belief is reset. An exported policy

@@ -184,6 +184,13 @@ class SACConfig:
     # frames at once. The rewards of those steps are the replayed actions' (no off-policy correction,
     # no entropy bonus inside the n steps), as in n-step DQN/D4PG.
     n_step: int = 1
+    # A trial-level memory beside the belief (None, the reference: none). The actor and critic also see
+    # z1's mean at the trial's latest frame whose posterior reward input was at least this value, and a
+    # flag (0 until such a frame): where the plug was when the sparse reward came, held across the reset
+    # to episode 2. The latent model's own belief does not keep the goal port across the reset (see
+    # bench/route_values.py); this gives the policy the one fact episode 2 needs, from the agent's own
+    # frames and rewards only. Needs a reward input (ModelConfig.reward_input != "none").
+    reward_memory: float | None = None
     grad_clip: float | None = None  # global grad-norm clip for actor and critic; reference: none
 
     def __post_init__(self) -> None:
@@ -215,6 +222,8 @@ class SACConfig:
             raise ValueError(f"SACConfig.td_loss_weight must be > 0, got {self.td_loss_weight}")
         if isinstance(self.n_step, bool) or not isinstance(self.n_step, int) or self.n_step < 1:
             raise ValueError(f"SACConfig.n_step must be an int >= 1, got {self.n_step!r}")
+        if self.reward_memory is not None and not math.isfinite(self.reward_memory):
+            raise ValueError(f"SACConfig.reward_memory must be finite or None, got {self.reward_memory}")
         if self.grad_clip is not None and not self.grad_clip > 0:
             raise ValueError(f"SACConfig.grad_clip must be > 0 or None, got {self.grad_clip}")
 
@@ -526,6 +535,9 @@ class RunConfig:
         if not isinstance(self.env_config, Mapping):
             raise ValueError(f"RunConfig.env_config must be a mapping, got {type(self.env_config).__name__}")
         object.__setattr__(self, "env_config", dict(self.env_config))
+        if self.sac.reward_memory is not None and self.model.reward_input == "none":
+            raise ValueError("RunConfig: sac.reward_memory needs a reward in the posterior "
+                             "(model.reward_input 'dense' or 'sparse', not 'none')")
 
     def build_env_config(self) -> Any:
         """The environment's config dataclass (an unknown key or a wrong type raises ValueError)."""
