@@ -510,6 +510,12 @@ def test_an_agent_with_reward_memory_starts_from_one_without_it_unchanged():
             torch.testing.assert_close(mine(widened, action), theirs(belief, action))
     image = rng.integers(0, 256, SHAPE, dtype=np.uint8)
     assert agent.act(image, 0.0, episode_start=True).shape == (2,)
+    again = MeldAgent(tiny_model_config(SHAPE, reward_input="sparse"), tiny_sac_config(reward_memory=0.5),
+                      action_dim=2, device=CPU32, seed=4)
+    again.load_weights(agent.state_dict())  # an agent with the memory from one with it: as it is
+    with torch.no_grad():
+        torch.testing.assert_close(again.sac.actor(widened, deterministic=True),
+                                   agent.sac.actor(widened, deterministic=True))
     with pytest.raises(ValueError, match="reward_memory needs a reward"):
         MeldAgent(tiny_model_config(SHAPE, reward_input="none"), tiny_sac_config(reward_memory=0.5),
                   action_dim=2, device=CPU32)

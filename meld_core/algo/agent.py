@@ -506,16 +506,16 @@ class MeldAgent:
         the memory inputs in the first layers of the actor and critics (between the belief and the
         action), so the networks start as the source's, the memory ignored until training uses it."""
         belief = self.model_cfg.belief_size
-        first = {"actor.net.0.weight": belief, **{f"{c}.{q}.0.weight": belief + self.action_dim
-                                                for c in ("critic", "target_critic") for q in ("q1", "q2")}}
-        if not self.memory_size or sac_state.get("actor.net.0.weight", torch.empty(0, 0)).shape[1] != belief:
-            return sac_state
+        critics = (f"{c}.{q}.0.weight" for c in ("critic", "target_critic") for q in ("q1", "q2"))
+        first = ["actor.net.0.weight", *critics]
+        if not self.memory_size or any(name not in sac_state for name in first) \
+                or sac_state["actor.net.0.weight"].shape[1] != belief:
+            return sac_state  # this agent's own shapes, or a mismatch load_state_dict reports
         out = dict(sac_state)
-        for name, width in first.items():
+        for name in first:
             w = sac_state[name]
-            if w.shape[1] == width:
-                zeros = w.new_zeros(w.shape[0], self.memory_size)
-                out[name] = torch.cat([w[:, :belief], zeros, w[:, belief:]], dim=1)
+            zeros = w.new_zeros(w.shape[0], self.memory_size)
+            out[name] = torch.cat([w[:, :belief], zeros, w[:, belief:]], dim=1)
         return out
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
